@@ -1,0 +1,139 @@
+"""The hash chain: canonical form of an entry, its HMAC, checkpoint signatures.
+
+hash(n) = HMAC-SHA256(key, prev_hash(n) + "\\n" + canonical(n)), prev_hash(n) = hash(n-1), and
+prev_hash(1) is a per-workspace genesis value (an HMAC of the schema name, so a journal copied
+into another workspace does not verify). canonical(n) is the JSON array of every column of
+the entry with sorted object keys, serialised by orjson: verification recomputes it from the
+stored columns at well over 100,000 entries per second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+FORMAT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_SORT = orjson.OPT_SORT_KEYS
+
+
+def _key() -> bytes:
+    return str(settings.JOURNAL_HMAC_KEY).encode()
+
+
+def timestamp_micros(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def genesis_hash(schema_name: str, journal_id: object) -> str:
+    message = f"quarterdeck-journal-genesis|{schema_name}|{journal_id or ''}".encode()
+    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+
+
+def canonical(
+    *,
+    seq: int,
+    ts_micros: int,
+    kind: str,
+    severity: str,
+    actor_kind: str,
+    actor_id: str,
+    actor_label: str,
+    crew_id: str | None,
+    mission_id: str | None,
+    agent_id: str | None,
+    request_id: str | None,
+    payload: Any,
+) -> bytes:
+    return canonical_values(
+        seq,
+        ts_micros,
+        kind,
+        severity,
+        actor_kind,
+        actor_id,
+        actor_label,
+        crew_id,
+        mission_id,
+        agent_id,
+        request_id,
+        payload,
+    )
+
+
+def canonical_values(
+    seq: int,
+    ts_micros: int,
+    kind: str,
+    severity: str,
+    actor_kind: str,
+    actor_id: str,
+    actor_label: str,
+    crew_id: str | None,
+    mission_id: str | None,
+    agent_id: str | None,
+    request_id: str | None,
+    payload: Any,
+) -> bytes:
+    """The canonical form, positional (verification calls this for every entry)."""
+    return orjson.dumps(
+        [
+            FORMAT_VERSION,
+            seq,
+            ts_micros,
+            kind,
+            severity,
+            actor_kind,
+            actor_id,
+            actor_label,
+            crew_id,
+            mission_id,
+            agent_id,
+            request_id,
+            payload,
+        ],
+        option=_SORT,
+    )
+
+
+def hasher() -> Callable[[str, bytes], str]:
+    """A fast ``(prev_hash, canonical) -> hash`` bound to the current key (the one-shot
+    ``hmac.digest`` runs entirely in OpenSSL; verification calls this for every entry)."""
+    key = _key()
+    digest = hmac.digest
+
+    def entry_hash(prev_hash: str, body: bytes) -> str:
+        return digest(key, prev_hash.encode() + b"\n" + body, "sha256").hex()
+
+    return entry_hash
+
+
+def entry_hash(prev_hash: str, body: bytes) -> str:
+    return hasher()(prev_hash, body)
+
+
+def checkpoint_message(
+    *, schema_name: str, journal_id: object, seq: int, hash: str, created_at: str, reason: str
+) -> bytes:
+    return (
+        f"quarterdeck-journal-checkpoint|{schema_name}|{journal_id or ''}|{seq}|{hash}|{created_at}|{reason}".encode()
+    )
+
+
+def sign(message: bytes) -> str:
+    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+
+
+def signature_valid(message: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(message), signature)
+
+
+def payload_json(payload: Any) -> str:
+    return orjson.dumps(payload, option=_SORT).decode()

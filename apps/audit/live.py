@@ -1,0 +1,104 @@
+"""Pushing committed entries to live-tail subscribers through the Channels layer.
+
+``publish`` is called from ``transaction.on_commit``. It only enqueues: a background thread
+with its own event loop drains the queue and sends one group message per workspace per batch,
+so a writer never waits on Redis. The push is best effort on purpose: the database is the
+truth, and the tail consumer fills any gap (a lost push, a Redis restart) from the database
+by sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import get_channel_layer
+
+if TYPE_CHECKING:
+    from .models import JournalEntry
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "journal.entries"
+_MAX_PER_MESSAGE = 200
+_LINGER_S = 0.01
+
+
+def group_name(schema_name: str) -> str:
+    return f"journal.{schema_name}"
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, list[JournalEntry]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def submit(self, schema_name: str, entries: list[JournalEntry]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="journal-live-publisher", daemon=True)
+                    self._thread.start()
+        with self._idle:
+            self._pending += 1
+        self._queue.put((schema_name, entries))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far was sent (tests, benchmarks, shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        while True:
+            batch = [self._queue.get()]
+            # Linger briefly: under a burst of appends one message carries many entries, and
+            # the writers are not interrupted by a wake-up per commit.
+            time.sleep(_LINGER_S)
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                loop.run_until_complete(self._send(batch))
+            except Exception:
+                logger.warning("journal live push failed; subscribers will catch up from the database", exc_info=True)
+            finally:
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
+
+    async def _send(self, batch: list[tuple[str, list[JournalEntry]]]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        by_schema: dict[str, list[dict[str, Any]]] = {}
+        for schema_name, entries in batch:
+            # Serialised here, off the writer's thread.
+            by_schema.setdefault(schema_name, []).extend(entry.as_dict() for entry in entries)
+        for schema_name, dicts in by_schema.items():
+            for start in range(0, len(dicts), _MAX_PER_MESSAGE):
+                await layer.group_send(
+                    group_name(schema_name),
+                    {"type": MESSAGE_TYPE, "entries": dicts[start : start + _MAX_PER_MESSAGE]},
+                )
+
+
+_publisher = _Publisher()
+
+
+def publish(schema_name: str, entries: list[JournalEntry]) -> None:
+    _publisher.submit(schema_name, entries)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    return _publisher.flush(timeout)

@@ -1,0 +1,641 @@
+"""Writing the journal. Every governed change calls ``journal_append`` in the transaction that
+makes the change.
+
+The entry is written in the caller's transaction: if the change rolls back, so does the entry;
+if the entry cannot be written, the exception propagates and the change rolls back with it.
+Nothing here swallows an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from django.db import DatabaseError, transaction
+from django.db import connection as _connection
+from django.db.models import Q
+from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
+
+from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
+from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
+
+from . import chain, checkpoints, live
+from .catalog import Severity, get_kind
+from .checkpoints import CheckpointRecord
+from .models import JournalCheckpoint, JournalEntry, JournalHead, MissionFork, RetentionPolicy
+
+logger = logging.getLogger(__name__)
+
+# django-tenants adds schema_name to the connection; the stubs do not know.
+connection: Any = _connection
+
+# Up to this many entries go in one guarded INSERT ... VALUES (one round trip); larger
+# batches lock the head and COPY, which is several times faster per entry.
+_GUARDED_MAX = 64
+_COLUMNS = (
+    "seq",
+    "created_at",
+    "kind",
+    "severity",
+    "actor_kind",
+    "actor_id",
+    "actor_label",
+    "crew_id",
+    "mission_id",
+    "agent_id",
+    "request_id",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+# Typed, because VALUES in a sub-select would otherwise infer text for every parameter.
+_ROW_SQL = "(%s::bigint, %s::timestamptz, %s, %s, %s, %s, %s, %s::uuid, %s::uuid, %s::uuid, %s, %s::jsonb, %s, %s)"
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry for ``journal_append_many`` (a mapping with these keys works too)."""
+
+    kind: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+    actor: Actor | None = None
+    crew_id: uuid.UUID | str | None = None
+    mission_id: uuid.UUID | str | None = None
+    agent_id: uuid.UUID | str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class _Prepared:
+    kind: str
+    severity: str
+    actor: Actor
+    crew_id: str | None
+    mission_id: str | None
+    agent_id: str | None
+    request_id: str | None
+    payload: dict[str, Any]
+
+
+def _uuid_text(value: uuid.UUID | str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValidationFailed(
+            f"{name} must be a UUID.", code="invalid_journal_reference", details={name: value}
+        ) from None
+
+
+def _prepare(entry: NewEntry | Mapping[str, Any], default_actor: Actor, default_request_id: str | None) -> _Prepared:
+    if not isinstance(entry, NewEntry):
+        unknown = set(entry) - set(NewEntry.__dataclass_fields__)
+        if unknown:
+            raise ValidationFailed(
+                f"Unknown journal entry fields: {sorted(unknown)}.", details={"fields": sorted(unknown)}
+            )
+        entry = NewEntry(**entry)
+    kind = get_kind(entry.kind)
+    severity = entry.severity or kind.severity
+    Severity.rank(severity)
+    actor = entry.actor or default_actor
+    if len(actor.id) > 64 or len(actor.label) > 200:
+        actor = Actor(kind=actor.kind, id=actor.id[:64], label=actor.label[:200])
+    request_id = entry.request_id if entry.request_id is not None else default_request_id
+    return _Prepared(
+        kind=kind.name,
+        severity=severity,
+        actor=actor,
+        crew_id=_uuid_text(entry.crew_id, "crew_id"),
+        mission_id=_uuid_text(entry.mission_id, "mission_id"),
+        agent_id=_uuid_text(entry.agent_id, "agent_id"),
+        request_id=request_id[:64] if request_id else None,
+        payload=kind.validate(entry.payload),
+    )
+
+
+def _schema_name() -> str:
+    schema = getattr(connection, "schema_name", None)
+    if not schema or schema == get_public_schema_name():
+        raise GovernanceUnavailable(
+            "The journal is per workspace: activate a workspace schema before writing.",
+            code="journal_unavailable",
+        )
+    return str(schema)
+
+
+def journal_append(
+    *,
+    kind: str,
+    payload: Mapping[str, Any],
+    severity: str | None = None,
+    actor: Actor | None = None,
+    crew_id: uuid.UUID | str | None = None,
+    mission_id: uuid.UUID | str | None = None,
+    agent_id: uuid.UUID | str | None = None,
+    request_id: str | None = None,
+) -> JournalEntry:
+    """Append one entry to the active workspace's journal, in the current transaction.
+
+    The entry locks the workspace's journal head until the transaction ends (that is what
+    keeps the sequence gapless), so append as late as possible in a transaction and never
+    hold one open across a model or tool call.
+
+    ``actor`` defaults to ``apps.core.context.current_actor()`` and ``request_id`` to
+    ``current_request_id()``. Raises ValidationFailed for an unknown kind or a payload that
+    does not match its schema, GovernanceUnavailable when the journal cannot be written.
+    """
+    entry = NewEntry(
+        kind=kind,
+        payload=payload,
+        severity=severity,
+        actor=actor,
+        crew_id=crew_id,
+        mission_id=mission_id,
+        agent_id=agent_id,
+        request_id=request_id,
+    )
+    return journal_append_many(entries=[entry])[0]
+
+
+def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> list[JournalEntry]:
+    """Append several entries in one transaction (one lock; COPY for large batches)."""
+    default_actor = current_actor()
+    default_request_id = current_request_id()
+    prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
+    if not prepared:
+        return []
+    schema = _schema_name()
+    try:
+        if not connection.in_atomic_block and connection.get_autocommit() and len(prepared) <= _GUARDED_MAX:
+            # Standalone: one guarded statement is its own transaction (one round trip).
+            written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
+            if written is not None:
+                live.publish(schema, written)
+                return written
+        # savepoint=False: inside a caller's transaction a failure here must doom the whole
+        # transaction (the change must not commit without its entry); it also saves round trips.
+        with transaction.atomic(savepoint=False):
+            written = None
+            if len(prepared) <= _GUARDED_MAX:
+                written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
+            if written is None:
+                written = _write_locked(schema, prepared, _lock_head(schema))
+            committed = written
+            transaction.on_commit(lambda: live.publish(schema, committed))
+        return written
+    except (DatabaseError, psycopg.Error) as exc:
+        raise GovernanceUnavailable(
+            "The journal could not be written; the change was not made.", code="journal_unavailable"
+        ) from exc
+
+
+# Appends bypass Django's cursor wrapper on purpose: django-tenants issues a SET search_path
+# round trip for every Django cursor, and at one to three round trips per append that is a
+# third of the cost. The SQL names the schema explicitly instead, so the search path does
+# not matter.
+_Head = tuple[int, str, Any]  # last_seq, last_hash as stored, journal_id
+# The head as this process last wrote or read it, per database and schema. Only a hint: every
+# write is guarded by the head's actual (last_seq, last_hash), so a stale hint costs one
+# extra round trip (the locked path), never a fork of the chain.
+_heads: dict[tuple[str, str], _Head] = {}
+
+
+def _head_key(schema: str) -> tuple[str, str]:
+    return (str(connection.settings_dict["NAME"]), schema)
+
+
+def _raw_cursor() -> Any:
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)  # server-side binding, so it can be prepared
+
+
+@contextlib.contextmanager
+def _prepared() -> Iterator[None]:
+    """Let psycopg prepare our statements, for the duration of one call.
+
+    The append statement's text is the same on every call, so preparing it once per
+    connection saves Postgres the parse and plan each time (about a third of an append).
+    Django turns psycopg's preparation off for the whole connection (prepare_threshold=None)
+    and we leave it off for every other query: it is switched on only around our own.
+    """
+    conn = connection.connection
+    saved = conn.prepare_threshold
+    conn.prepare_threshold = 0
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = saved
+
+
+def _lock_head(schema: str) -> _Head:
+    # The head row lock serialises writers of this workspace: the sequence is handed out
+    # inside the writing transaction, so it has no gaps, and each entry links to the
+    # previous committed one (a concurrent writer waits here until we commit).
+    with _raw_cursor() as cursor, _prepared():
+        cursor.execute(
+            f"SELECT last_seq, last_hash, journal_id FROM {connection.ops.quote_name(schema)}.audit_journalhead "  # noqa: S608
+            "WHERE id = 1 FOR UPDATE",
+            prepare=True,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise GovernanceUnavailable("The journal head is missing.", code="journal_unavailable")
+    head: _Head = (int(row[0]), str(row[1]), row[2])
+    _heads[_head_key(schema)] = head
+    return head
+
+
+def _write_if_head_is(schema: str, prepared: list[_Prepared], head: _Head | None) -> list[JournalEntry] | None:
+    """Insert the entries after ``head`` and move the head in one statement guarded by the
+    head's current value; None (and nothing written) when the head is somewhere else."""
+    if head is None:
+        return None
+    last_seq, last_hash, journal_id = head
+    rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
+    quoted = connection.ops.quote_name(schema)
+    columns = ", ".join(_COLUMNS)
+    new_seq, new_hash = rows[-1][0], rows[-1][-1]
+    with _raw_cursor() as cursor, _prepared():
+        cursor.execute(
+            f"WITH head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "  # noqa: S608
+            "WHERE id = 1 AND last_seq = %s AND last_hash = %s AND journal_id IS NOT DISTINCT FROM %s RETURNING 1) "
+            f"INSERT INTO {quoted}.audit_journalentry ({columns}) "
+            f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * len(rows))}) AS v ({columns}) CROSS JOIN head",
+            [new_seq, new_hash, last_seq, last_hash, journal_id, *[value for row in rows for value in row]],
+            prepare=True,
+        )
+        if cursor.rowcount != len(rows):
+            _heads.pop(_head_key(schema), None)
+            return None
+    _heads[_head_key(schema)] = (new_seq, new_hash, journal_id)
+    return written
+
+
+def _write_locked(schema: str, prepared: list[_Prepared], head: _Head) -> list[JournalEntry]:
+    """With the head locked: COPY the entries in, then move the head."""
+    last_seq, last_hash, journal_id = head
+    rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
+    quoted = connection.ops.quote_name(schema)
+    with _raw_cursor() as cursor:
+        with cursor.copy(f"COPY {quoted}.audit_journalentry ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s WHERE id = 1",  # noqa: S608
+            [rows[-1][0], rows[-1][-1]],
+        )
+    _heads[_head_key(schema)] = (rows[-1][0], rows[-1][-1], journal_id)
+    return written
+
+
+def _build(
+    schema: str, prepared: list[_Prepared], last_seq: int, last_hash: str, journal_id: Any
+) -> tuple[list[tuple[Any, ...]], list[JournalEntry]]:
+    entry_hash = chain.hasher()
+    seq = last_seq
+    prev_hash = chain.genesis_hash(schema, journal_id) if last_seq == 0 else last_hash
+    now = timezone.now()
+    ts = chain.timestamp_micros(now)
+    rows: list[tuple[Any, ...]] = []
+    written: list[JournalEntry] = []
+    for item in prepared:
+        seq += 1
+        actor = item.actor
+        body = chain.canonical_values(
+            seq,
+            ts,
+            item.kind,
+            item.severity,
+            actor.kind,
+            actor.id,
+            actor.label,
+            item.crew_id,
+            item.mission_id,
+            item.agent_id,
+            item.request_id,
+            item.payload,
+        )
+        digest = entry_hash(prev_hash, body)
+        rows.append(
+            (
+                seq,
+                now,
+                item.kind,
+                item.severity,
+                actor.kind,
+                actor.id,
+                actor.label,
+                item.crew_id,
+                item.mission_id,
+                item.agent_id,
+                item.request_id,
+                chain.payload_json(item.payload),
+                prev_hash,
+                digest,
+            )
+        )
+        # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
+        written.append(
+            JournalEntry.from_db(
+                "default",
+                _COLUMNS,
+                (
+                    seq,
+                    now,
+                    item.kind,
+                    item.severity,
+                    actor.kind,
+                    actor.id,
+                    actor.label,
+                    uuid.UUID(item.crew_id) if item.crew_id else None,
+                    uuid.UUID(item.mission_id) if item.mission_id else None,
+                    uuid.UUID(item.agent_id) if item.agent_id else None,
+                    item.request_id,
+                    item.payload,
+                    prev_hash,
+                    digest,
+                ),
+            )
+        )
+        prev_hash = digest
+    return rows, written
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def journal_checkpoint(
+    *, reason: str = JournalCheckpoint.Reason.ON_DEMAND, if_changed: bool = False
+) -> JournalCheckpoint | None:
+    """Sign the current head (sequence, hash, time), store it, journal it, and export it to
+    the checkpoint file and the log once the transaction commits.
+
+    With ``if_changed`` (the periodic run), nothing happens when no entry other than
+    checkpoints was written since the last checkpoint.
+    """
+    schema = _schema_name()
+    with transaction.atomic():
+        # FOR UPDATE: the head we sign stays the head until our own checkpoint entry follows it.
+        head = JournalHead.objects.select_for_update().get(pk=1)
+        if head.last_seq == 0:
+            return None
+        if if_changed:
+            last = JournalCheckpoint.objects.order_by("-seq", "-id").first()
+            if last is not None and not (
+                JournalEntry.objects.filter(seq__gt=last.seq).exclude(kind="journal.checkpoint").exists()
+            ):
+                return None
+        record = CheckpointRecord(
+            schema=schema,
+            journal_id=str(head.journal_id or ""),
+            seq=head.last_seq,
+            hash=head.last_hash,
+            created_at=timezone.now().isoformat(),
+            reason=str(reason),
+            signature="",
+        )
+        signed = dataclasses.replace(record, signature=chain.sign(record.message()))
+        checkpoint = JournalCheckpoint(
+            seq=signed.seq,
+            hash=signed.hash,
+            created_at=datetime.fromisoformat(signed.created_at),
+            reason=signed.reason,
+            signature=signed.signature,
+        )
+        checkpoint.full_clean()
+        checkpoint.save()
+        journal_append(
+            kind="journal.checkpoint",
+            payload={
+                "checkpoint_seq": signed.seq,
+                "checkpoint_hash": signed.hash,
+                "reason": signed.reason,
+                "signature": signed.signature,
+            },
+            actor=SYSTEM,
+        )
+        transaction.on_commit(lambda: _export_checkpoint(signed))
+    return checkpoint
+
+
+def _export_checkpoint(record: CheckpointRecord) -> None:
+    try:
+        checkpoints.export(record)
+    except OSError:
+        # The checkpoint is committed in the database; only its outside copy is missing.
+        logger.exception("could not export journal checkpoint %s #%s", record.schema, record.seq)
+
+
+def journal_checkpoint_all(*, reason: str = JournalCheckpoint.Reason.PERIODIC) -> dict[str, int | None]:
+    """Checkpoint every active workspace whose journal moved (for the worker's periodic loop).
+
+    Crosses workspaces on purpose: it is the system's own housekeeping.
+    """
+    from apps.tenants.access import workspace_schema
+    from apps.tenants.models import Workspace
+
+    done: dict[str, int | None] = {}
+    for workspace in Workspace.objects.filter(is_active=True).order_by("slug"):
+        try:
+            with workspace_schema(workspace):
+                checkpoint = journal_checkpoint(reason=reason, if_changed=reason == JournalCheckpoint.Reason.PERIODIC)
+        except Exception:
+            # One broken workspace must not stop the others' checkpoints.
+            logger.exception("journal checkpoint of %s failed", workspace.slug)
+            checkpoint = None
+        done[workspace.slug] = checkpoint.seq if checkpoint else None
+    return done
+
+
+# --- retention and compaction ------------------------------------------------------------------
+
+
+def retention_policy_set(*, severity: str, keep_days: int | None) -> RetentionPolicy:
+    Severity.rank(severity)
+    if keep_days is not None and keep_days < 1:
+        raise ValidationFailed(details={"keep_days": ["Keep entries at least one day (or forever: null)."]})
+    with transaction.atomic():
+        policy, _ = RetentionPolicy.objects.select_for_update().get_or_create(severity=severity)
+        previous = policy.keep_days
+        policy.keep_days = keep_days
+        policy.full_clean()
+        policy.save()
+        if previous != keep_days:
+            journal_append(
+                kind="journal.retention_changed",
+                payload={"severity": severity, "keep_days": keep_days, "previous_keep_days": previous},
+            )
+    return policy
+
+
+@dataclass(frozen=True)
+class Compaction:
+    summary_seq: int
+    removed: int
+    from_seq: int
+    to_seq: int
+    checkpoint_seq: int | None
+
+
+# Never compacted: the summaries and checkpoints the verifier relies on, and forks.
+PROTECTED_KINDS = frozenset({"journal.compacted", "journal.checkpoint", "fork.created"})
+_MAX_RUNS_PER_SUMMARY = 5_000
+
+
+def journal_compact(*, now: datetime | None = None, up_to_seq: int | None = None) -> list[Compaction]:
+    """Replace entries whose severity's retention has expired by summary entries.
+
+    Each summary (``journal.compacted``) lists the removed runs with the hashes that bridge
+    them, so verification still passes; a signed checkpoint follows each summary. Entries
+    that a checkpoint names are kept, so every checkpoint stays checkable.
+    """
+    _schema_name()
+    now = now or timezone.now()
+    cutoffs = {
+        severity: now - timedelta(days=keep_days)
+        for severity, keep_days in RetentionPolicy.objects.values_list("severity", "keep_days")
+        if keep_days is not None
+    }
+    if not cutoffs:
+        return []
+    done: list[Compaction] = []
+    with transaction.atomic():
+        head = JournalHead.objects.select_for_update().get(pk=1)
+        limit = min(up_to_seq or head.last_seq, head.last_seq)
+        condition = Q()
+        for severity, cutoff in cutoffs.items():
+            condition |= Q(severity=severity, created_at__lt=cutoff)
+        anchored = set(JournalCheckpoint.objects.values_list("seq", flat=True))
+        removable = (
+            JournalEntry.objects.filter(condition, seq__lte=limit)
+            .exclude(kind__in=PROTECTED_KINDS)
+            .exclude(seq__in=anchored)
+            .order_by("seq")
+            .values_list("seq", "kind", "severity", "prev_hash", "hash")
+        )
+        runs: list[list[Any]] = []
+        counts: dict[str, int] = {}
+        severities: set[str] = set()
+        removed = 0
+        for seq, kind, severity, prev_hash, digest in removable.iterator(chunk_size=5000):
+            if runs and runs[-1][1] == seq - 1:
+                runs[-1][1] = seq
+                runs[-1][3] = digest
+            else:
+                if len(runs) >= _MAX_RUNS_PER_SUMMARY:
+                    done.append(_compact_runs(runs, counts, severities, removed, now))
+                    runs, counts, severities, removed = [], {}, set(), 0
+                runs.append([seq, seq, prev_hash, digest])
+            counts[kind] = counts.get(kind, 0) + 1
+            severities.add(severity)
+            removed += 1
+        if runs:
+            done.append(_compact_runs(runs, counts, severities, removed, now))
+    return done
+
+
+def _compact_runs(
+    runs: list[list[Any]], counts: dict[str, int], severities: set[str], removed: int, now: datetime
+) -> Compaction:
+    with connection.cursor() as cursor:
+        # The one path the append-only trigger lets through; the flag ends with the statement.
+        cursor.execute("SET LOCAL quarterdeck.journal_compaction = 'on'")
+        try:
+            for first, last, _prev, _hash in runs:
+                cursor.execute("DELETE FROM audit_journalentry WHERE seq BETWEEN %s AND %s", [first, last])
+        finally:
+            cursor.execute("SET LOCAL quarterdeck.journal_compaction = 'off'")
+    summary = journal_append(
+        kind="journal.compacted",
+        payload={
+            "from_seq": runs[0][0],
+            "to_seq": runs[-1][1],
+            "before": now.isoformat(),
+            "severities": sorted(severities, key=Severity.rank),
+            "removed_count": removed,
+            "removed_runs": runs,
+            "counts": counts,
+        },
+        actor=SYSTEM,
+    )
+    checkpoint = journal_checkpoint(reason=JournalCheckpoint.Reason.COMPACTION)
+    return Compaction(
+        summary_seq=summary.seq,
+        removed=removed,
+        from_seq=runs[0][0],
+        to_seq=runs[-1][1],
+        checkpoint_seq=checkpoint.seq if checkpoint else None,
+    )
+
+
+# --- forks ----------------------------------------------------------------------------------
+
+
+def mission_fork(
+    *, source_mission_id: uuid.UUID | str, from_seq: int, reason: str = "", new_mission_id: uuid.UUID | None = None
+) -> MissionFork:
+    """Record that a new mission starts from ``source_mission_id``'s state at ``from_seq``.
+
+    The ``fork.created`` entry is the new mission's first entry; replaying the new mission
+    replays the source up to ``from_seq`` and continues with the new mission's own entries.
+    The runtime maps the same point to its LangGraph checkpoint.
+    """
+    from .replay import replay_mission
+
+    source = uuid.UUID(str(source_mission_id))
+    with transaction.atomic():
+        source_entry = JournalEntry.objects.filter(mission_id=source, seq=from_seq).first()
+        if source_entry is None:
+            if not JournalEntry.objects.filter(mission_id=source).exists():
+                raise NotFound("No journal entries for this mission.", details={"mission_id": str(source)})
+            raise ValidationFailed(
+                "Fork from a sequence number of one of the mission's own entries.",
+                code="invalid_fork_point",
+                details={"from_seq": [f"#{from_seq} is not an entry of mission {source}."]},
+            )
+        state = replay_mission(mission_id=source, up_to_seq=from_seq)
+        fork_id = uuid.uuid4()
+        new_id = new_mission_id or uuid.uuid4()
+        if (
+            MissionFork.objects.filter(new_mission_id=new_id).exists()
+            or JournalEntry.objects.filter(mission_id=new_id).exists()
+        ):
+            raise Conflict("That mission id is already in use.", code="mission_exists")
+        entry = journal_append(
+            kind="fork.created",
+            payload={
+                "fork_id": str(fork_id),
+                "source_mission_id": str(source),
+                "from_seq": from_seq,
+                "new_mission_id": str(new_id),
+                "reason": reason,
+                "state": state.summary(),
+            },
+            crew_id=state.crew_id,
+            mission_id=new_id,
+        )
+        fork = MissionFork(
+            id=fork_id,
+            source_mission_id=source,
+            from_seq=from_seq,
+            new_mission_id=new_id,
+            entry_seq=entry.seq,
+            created_at=entry.created_at,
+            reason=reason,
+        )
+        fork.full_clean()
+        fork.save(force_insert=True)
+    return fork

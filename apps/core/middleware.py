@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from .context import SYSTEM, new_request_id, set_actor, set_request_id
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (honouring a well-formed X-Request-ID) and a clean actor.
+
+    Resetting the actor matters: contextvars may survive between requests on the same
+    worker thread, and a stale actor would be written into the journal.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]
+        set_request_id(request_id)
+        set_actor(SYSTEM)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response

@@ -1,0 +1,1 @@
+"""The mission runtime: the LangGraph graph, its checkpoints, the tool executor, the worker."""

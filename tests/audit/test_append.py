@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from apps.audit import catalog
+from apps.audit.catalog import EntryKind, Severity
+from apps.audit.models import JournalEntry, JournalHead, RetentionPolicy
+from apps.audit.services import NewEntry, journal_append, journal_append_many
+from apps.audit.verify import journal_verify
+from apps.core.context import SYSTEM, Actor, acting_as
+from apps.core.errors import GovernanceUnavailable, ValidationFailed
+
+pytestmark = pytest.mark.django_db
+
+catalog.register(
+    EntryKind(
+        "test.typed",
+        Severity.INFO,
+        required={"count": int, "name": str},
+        optional={"ratio": float, "flag": bool, "extra": (dict, type(None))},
+    )
+)
+
+
+def _head() -> JournalHead:
+    return JournalHead.objects.get(pk=1)
+
+
+def test_entries_get_gapless_sequence_numbers_and_link_to_the_previous_hash(in_acme: Any) -> None:
+    start = _head().last_seq
+    first = journal_append(kind="test.typed", payload={"count": 1, "name": "a"})
+    second = journal_append(kind="test.typed", payload={"count": 2, "name": "b"})
+    batch = journal_append_many(
+        entries=[NewEntry(kind="test.typed", payload={"count": n, "name": "c"}) for n in range(3)]
+        + [{"kind": "test.typed", "payload": {"count": 9, "name": "d"}}]
+    )
+    assert [first.seq, second.seq, *[e.seq for e in batch]] == list(range(start + 1, start + 7))
+    assert second.prev_hash == first.hash and batch[0].prev_hash == second.hash
+    head = _head()
+    assert (head.last_seq, head.last_hash) == (batch[-1].seq, batch[-1].hash)
+    stored = JournalEntry.objects.get(seq=second.seq)
+    assert (stored.kind, stored.payload, stored.hash) == ("test.typed", {"count": 2, "name": "b"}, second.hash)
+    assert journal_verify().ok
+
+
+def test_actor_and_request_id_come_from_the_context(in_acme: Any) -> None:
+    actor = Actor(kind="user", id="42", label="alice")
+    with acting_as(actor, request_id="req-123"):
+        entry = journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+    stored = JournalEntry.objects.get(seq=entry.seq)
+    assert stored.actor == {"kind": "user", "id": "42", "label": "alice"}
+    assert stored.request_id == "req-123"
+    with acting_as(SYSTEM):
+        system = journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+    assert system.actor_kind == "system"
+
+
+def test_references_and_severity_override_are_stored(in_acme: Any) -> None:
+    mission, crew, agent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    entry = journal_append(
+        kind="test.typed",
+        payload={"count": 1, "name": "x"},
+        severity=Severity.WARNING,
+        crew_id=crew,
+        mission_id=str(mission),
+        agent_id=agent,
+    )
+    stored = JournalEntry.objects.get(seq=entry.seq)
+    assert (stored.mission_id, stored.crew_id, stored.agent_id, stored.severity) == (
+        mission,
+        crew,
+        agent,
+        "warning",
+    )
+    # The returned entry is the stored one, field for field.
+    assert stored.as_dict() == entry.as_dict()
+    with pytest.raises(ValidationFailed):
+        journal_append(kind="test.typed", payload={"count": 1, "name": "x"}, severity="loud")
+    with pytest.raises(ValidationFailed):
+        journal_append(kind="test.typed", payload={"count": 1, "name": "x"}, mission_id="not-a-uuid")
+
+
+def test_rolling_back_the_change_removes_its_entry_and_reuses_the_number(in_acme: Any) -> None:
+    before = _head().last_seq
+    with pytest.raises(RuntimeError), transaction.atomic():
+        entry = journal_append(kind="test.typed", payload={"count": 1, "name": "gone"})
+        assert JournalEntry.objects.filter(seq=entry.seq).exists()
+        raise RuntimeError("the change failed")
+    assert not JournalEntry.objects.filter(seq=before + 1).exists()
+    assert _head().last_seq == before
+    again = journal_append(kind="test.typed", payload={"count": 2, "name": "kept"})
+    assert again.seq == before + 1
+    assert journal_verify().ok
+
+
+def test_an_invalid_entry_rolls_back_the_change_it_records(in_acme: Any) -> None:
+    with pytest.raises(ValidationFailed), transaction.atomic():
+        RetentionPolicy.objects.filter(severity="debug").update(keep_days=7)
+        journal_append(kind="test.typed", payload={"count": "seven", "name": "x"})
+    assert RetentionPolicy.objects.get(severity="debug").keep_days == 30
+
+
+def test_journal_unavailable_means_the_change_does_not_happen(in_acme: Any) -> None:
+    """Another connection holds the head row; our write times out, raises, and the change
+    made in the same transaction is rolled back with it."""
+    dsn = settings.DATABASES["default"]
+    holder = psycopg.connect(
+        host=dsn["HOST"],
+        port=dsn["PORT"],
+        user=dsn["USER"],
+        password=dsn["PASSWORD"],
+        dbname=connection.settings_dict["NAME"],
+    )
+    try:
+        holder.execute(f"SELECT 1 FROM {in_acme.schema_name}.audit_journalhead WHERE id = 1 FOR UPDATE")
+        with pytest.raises(GovernanceUnavailable) as excinfo, transaction.atomic():
+            RetentionPolicy.objects.filter(severity="debug").update(keep_days=9)
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+        assert excinfo.value.code == "journal_unavailable"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert RetentionPolicy.objects.get(severity="debug").keep_days == 30
+
+
+def test_writing_without_a_workspace_schema_raises(acme: Any) -> None:
+    connection.set_schema_to_public()
+    with pytest.raises(GovernanceUnavailable):
+        journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+
+
+@pytest.mark.parametrize(
+    ("payload", "key"),
+    [
+        ({"name": "x"}, "count"),  # missing required key
+        ({"count": "1", "name": "x"}, "count"),  # wrong type
+        ({"count": True, "name": "x"}, "count"),  # bool is not an int
+        ({"count": 1, "name": "x", "surprise": 1}, "surprise"),  # unknown key
+        ({"count": 1, "name": "x", "ratio": "high"}, "ratio"),
+        ({"count": 1, "name": "x", "flag": 1}, "flag"),
+        ({"count": 1, "name": "x", "extra": {"bad": float("nan")}}, "extra"),
+        ({"count": 1, "name": "x", "extra": {"bad": object()}}, "extra"),
+        ({"count": 1, "name": "nul\x00"}, "name"),
+        ({"count": 1, "name": "lone \ud800 surrogate"}, "name"),
+        ({"count": 2**70, "name": "x"}, "count"),
+        ({"count": 1, "name": "x", "ratio": 1e300}, "ratio"),
+    ],
+)
+def test_payloads_that_do_not_match_the_schema_are_rejected(in_acme: Any, payload: dict[str, Any], key: str) -> None:
+    before = _head().last_seq
+    with pytest.raises(ValidationFailed) as excinfo:
+        journal_append(kind="test.typed", payload=payload)
+    assert excinfo.value.code == "invalid_journal_payload"
+    assert excinfo.value.details["key"] == key
+    assert key in excinfo.value.message
+    assert _head().last_seq == before
+
+
+def test_optional_keys_accept_their_types(in_acme: Any) -> None:
+    entry = journal_append(
+        kind="test.typed", payload={"count": 1, "name": "x", "ratio": 2, "flag": False, "extra": None}
+    )
+    assert entry.payload["ratio"] == 2
+
+
+def test_unknown_kinds_are_rejected(in_acme: Any) -> None:
+    with pytest.raises(ValidationFailed) as excinfo:
+        journal_append(kind="no.such_kind", payload={})
+    assert excinfo.value.code == "unknown_journal_kind"
+
+
+def test_registering_is_idempotent_but_redefinition_fails() -> None:
+    kind = EntryKind("test.idempotent", Severity.DEBUG, required={"a": int})
+    catalog.register(kind)
+    catalog.register(EntryKind("test.idempotent", Severity.DEBUG, required={"a": int}))
+    with pytest.raises(ValueError, match="already registered"):
+        catalog.register(EntryKind("test.idempotent", Severity.INFO, required={"a": int}))
+    with pytest.raises(ValueError):
+        EntryKind("test.bad_type", Severity.INFO, required={"a": set})
+
+
+def test_severity_order() -> None:
+    assert [Severity.rank(s) for s in ["debug", "info", "notice", "warning", "critical"]] == [0, 1, 2, 3, 4]
+    assert Severity.at_most("info") == ["debug", "info"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_journalentry SET payload = '{}'::jsonb WHERE seq = %s",
+        "DELETE FROM audit_journalentry WHERE seq = %s",
+        "TRUNCATE audit_journalentry",
+    ],
+)
+def test_the_database_rejects_update_delete_and_truncate(in_acme: Any, statement: str) -> None:
+    entry = journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, [entry.seq] if "%s" in statement else [])
+    assert JournalEntry.objects.get(seq=entry.seq).payload == {"count": 1, "name": "x"}
+
+
+def test_the_orm_cannot_change_entries_either(in_acme: Any) -> None:
+    entry = journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+    with pytest.raises(DatabaseError), transaction.atomic():
+        JournalEntry.objects.filter(seq=entry.seq).update(kind="test.other")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        JournalEntry.objects.filter(seq=entry.seq).delete()
+
+
+def test_the_head_only_moves_forward(in_acme: Any) -> None:
+    journal_append(kind="test.typed", payload={"count": 1, "name": "x"})
+    with pytest.raises(DatabaseError, match="only moves forward"), transaction.atomic():
+        JournalHead.objects.filter(pk=1).update(last_seq=0)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        JournalHead.objects.filter(pk=1).delete()
+
+
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.django_db(transaction=False)
+def test_concurrent_writers_get_distinct_gapless_numbers(globex: Any) -> None:
+    """Four threads, each with its own connection, append in their own transactions."""
+    from django.db import connections
+
+    from apps.tenants.access import workspace_schema
+
+    with workspace_schema(globex):
+        start = _head().last_seq
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with workspace_schema(globex):
+                for i in range(25):
+                    journal_append(kind="test.typed", payload={"count": i, "name": f"w{n}"})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with workspace_schema(globex):
+        seqs = list(JournalEntry.objects.filter(seq__gt=start).order_by("seq").values_list("seq", flat=True))
+        assert seqs == list(range(start + 1, start + 101))
+        result = journal_verify()
+        assert result.ok, result.as_dict()
+
+
+catalog.register(
+    EntryKind("test.values", Severity.INFO, optional={"v": (dict, list, str, int, float, bool, type(None))})
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"floats": [0.1, 1.5e-7, 2.0, 1e-300, 999999999999999.0, -0.0, 0.30000000000000004]},
+        {"text": 'naïve café ✓ 🚀 "quoted" back\\slash \n\t\u0001 <b>&amp;</b>'},
+        {"b": 1, "aa": 2, "a": {"z": [], "y": {}, "éé": None}, "": "empty key", "10": 10, "9": 9},
+        [1, True, False, None, "1", 2**63 - 1, -(2**63), 2**64 - 1],
+        {"nested tuple": ("becomes", "a", "list")},
+        "",
+        -0.0,
+    ],
+)
+def test_payload_values_read_back_identically_and_verify(in_acme: Any, value: Any) -> None:
+    entry = journal_append(kind="test.values", payload={"v": value})
+    stored = JournalEntry.objects.get(seq=entry.seq)
+    assert stored.payload == entry.payload
+    result = journal_verify()
+    assert result.ok, result.as_dict()

@@ -1,0 +1,41 @@
+"""The benchmark command runs end to end (small numbers; the real run is ``make bench-budgets``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=False), pytest.mark.usefixtures("committed_db")]
+
+
+def test_bench_budgets_prints_json_with_the_required_fields() -> None:
+    out = StringIO()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        # Its own connection: the benchmark commits, and its worker threads must see that.
+        try:
+            call_command("bench_budgets", workers=4, admit=12, overhead_samples=5, throughput_seconds=0.5, stdout=out)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=300)
+    assert not errors, errors
+    result: dict[str, Any] = json.loads(out.getvalue().strip().splitlines()[-1])
+    for key in ("overspend_microusd", "admitted", "expected_admitted", "gateway_overhead_p50_ms",
+                "gateway_overhead_p99_ms", "reserve_settle_per_s"):  # fmt: skip
+        assert key in result, key
+    assert result["overspend_microusd"] == 0
+    assert result["admitted"] == result["expected_admitted"] == 12
+    assert result["totals_differences"] == 0
+    assert result["errors"] == []
