@@ -114,8 +114,39 @@ ensure_postgres() {
                   || $cli inspect -f '{{.Config.Image}}' "$QD_PG_CONTAINER" 2>/dev/null || true)
   if [ -n "$running_image" ] && [ "${running_image#localhost/}" != "$image" ]; then
     log "replacing $QD_PG_CONTAINER (image changed; data stays on volume $QD_PG_VOLUME)"
-    $cli rm -f "$QD_PG_CONTAINER" >/dev/null
+    $cli rm -f "$QD_PG_CONTAINER" >/dev/null 2>&1
   fi
+  if [ -n "$running_image" ] && ! pg_container_alive "$cli"; then
+    # The engine still says "running", but the container's processes are gone (a session
+    # that ended killed them, conmon included): it can neither exec nor be started again.
+    log "replacing $QD_PG_CONTAINER (its processes are gone; data stays on volume $QD_PG_VOLUME)"
+    $cli rm -f "$QD_PG_CONTAINER" >/dev/null 2>&1
+  fi
+  pg_create_or_start "$cli" "$image"
+  pg_wait_ready "$cli" 75 && return 0
+  # Not ready in 15 s: recreate the container once (the data is on the volume), then wait again.
+  log "postgres is not answering; recreating $QD_PG_CONTAINER"
+  $cli logs --tail 15 "$QD_PG_CONTAINER" >&2 || true
+  $cli rm -f "$QD_PG_CONTAINER" >/dev/null 2>&1 || true
+  pg_create_or_start "$cli" "$image"
+  pg_wait_ready "$cli" 300 && return 0
+  $cli logs --tail 30 "$QD_PG_CONTAINER" >&2 || true
+  die "postgres did not become ready"
+}
+
+# "running" with a live main process, or not running at all (then it can simply be started).
+pg_container_alive() {
+  local cli=$1 state pid
+  [ "$cli" = podman ] || return 0  # a Docker daemon may live in another PID namespace
+  state=$($cli inspect -f '{{.State.Running}} {{.State.Pid}}' "$QD_PG_CONTAINER" 2>/dev/null) || return 0
+  [ "${state%% *}" = "true" ] || return 0
+  pid=${state##* }
+  # A killed process whose parent is gone too can stay a zombie: that counts as dead.
+  [ "$pid" -gt 0 ] 2>/dev/null && [ -r "/proc/$pid/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
+
+pg_create_or_start() {
+  local cli=$1 image=$2
   if ! $cli container inspect "$QD_PG_CONTAINER" >/dev/null 2>&1; then
     log "creating container $QD_PG_CONTAINER on 127.0.0.1:$QD_PG_PORT"
     $cli volume inspect "$QD_PG_VOLUME" >/dev/null 2>&1 || $cli volume create "$QD_PG_VOLUME" >/dev/null
@@ -127,7 +158,12 @@ ensure_postgres() {
     log "starting container $QD_PG_CONTAINER"
     $cli start "$QD_PG_CONTAINER" >/dev/null
   fi
-  for _ in $(seq 1 150); do
+}
+
+# Up to $2 tries, 0.2 s apart.
+pg_wait_ready() {
+  local cli=$1 tries=$2
+  for _ in $(seq 1 "$tries"); do
     if $cli exec "$QD_PG_CONTAINER" pg_isready -q -h 127.0.0.1 -U quarterdeck 2>/dev/null; then
       # pg_isready answers while the first-start init still runs on the unix socket only.
       if (exec 3<>"/dev/tcp/127.0.0.1/$QD_PG_PORT") 2>/dev/null; then
@@ -137,8 +173,7 @@ ensure_postgres() {
     fi
     sleep 0.2
   done
-  $cli logs --tail 30 "$QD_PG_CONTAINER" >&2 || true
-  die "postgres did not become ready"
+  return 1
 }
 
 # --- redis ---------------------------------------------------------------------------------
