@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db import connection as _connection
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
+from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier
 from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
 
 from . import chain, checkpoints, live
@@ -126,8 +128,14 @@ def _prepare(entry: NewEntry | Mapping[str, Any], default_actor: Actor, default_
     )
 
 
+def _db() -> Any:
+    """The DatabaseWrapper itself: each attribute read through the ``connection`` proxy costs
+    a thread-local lookup, and an append reads a dozen of them."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def _schema_name() -> str:
-    schema = getattr(connection, "schema_name", None)
+    schema = getattr(_db(), "schema_name", None)
     if not schema or schema == get_public_schema_name():
         raise GovernanceUnavailable(
             "The journal is per workspace: activate a workspace schema before writing.",
@@ -179,27 +187,103 @@ def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> l
         return []
     schema = _schema_name()
     try:
-        if not connection.in_atomic_block and connection.get_autocommit() and len(prepared) <= _GUARDED_MAX:
-            # Standalone: one guarded statement is its own transaction (one round trip).
-            written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
-            if written is not None:
-                live.publish(schema, written)
-                return written
+        db = _db()
+        if not db.in_atomic_block and db.get_autocommit():
+            # Standalone: our own transaction, on disk before we return (see _append_standalone).
+            written = _append_standalone(schema, prepared)
+            live.publish(schema, written)
+            return written
         # savepoint=False: inside a caller's transaction a failure here must doom the whole
         # transaction (the change must not commit without its entry); it also saves round trips.
         with transaction.atomic(savepoint=False):
-            written = None
+            guarded = None
             if len(prepared) <= _GUARDED_MAX:
-                written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
-            if written is None:
-                written = _write_locked(schema, prepared, _lock_head(schema))
-            committed = written
+                guarded = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
+            committed = guarded if guarded is not None else _write_locked(schema, prepared, _lock_head(schema))
             transaction.on_commit(lambda: live.publish(schema, committed))
-        return written
+        return committed
     except (DatabaseError, psycopg.Error) as exc:
         raise GovernanceUnavailable(
             "The journal could not be written; the change was not made.", code="journal_unavailable"
         ) from exc
+
+
+def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEntry]:
+    """Write ``prepared`` in a transaction of our own; return once it is on disk.
+
+    The threads of this process take turns per workspace, so the head this process last
+    wrote is the actual head unless another process wrote since: the guarded statement (one
+    round trip, which is the whole transaction) then almost always succeeds. When another
+    process moved the head, lock it and write behind it.
+
+    How it waits for the disk depends on the queue. Alone, the commit itself waits for the
+    flush (one round trip in all). With other threads of this process queued behind it, it
+    commits without waiting, which frees the head at once, and waits for the flush after
+    letting the next one in (see apps.core.db): queued appenders then share their fsyncs
+    instead of each holding the head through its own.
+    """
+    writer = _writer(schema)
+    with writer.turn() as queued:
+        written = _write_standalone(schema, prepared, async_commit=queued)
+    if queued:
+        durability_barrier()
+    return written
+
+
+def _write_standalone(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> list[JournalEntry]:
+    if len(prepared) <= _GUARDED_MAX:
+        written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)), async_commit=async_commit)
+        if written is not None:
+            return written
+    with transaction.atomic(savepoint=False):
+        head = _lock_head(schema, async_commit=async_commit)
+        if len(prepared) <= _GUARDED_MAX:
+            written = _write_if_head_is(schema, prepared, head)
+            if written is None:  # we hold the head's lock, so it cannot have moved
+                raise GovernanceUnavailable("The journal head moved under its lock.", code="journal_unavailable")
+            return written
+        return _write_locked(schema, prepared, head)
+
+
+class _Writer:
+    """This process's standalone appenders of one workspace take turns here.
+
+    Only those take a turn, and they never hold it while waiting for anything that needs it
+    (an append inside a caller's transaction does not take one), so it cannot deadlock with
+    the head's row lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._wanting = 0
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[bool]:
+        """Hold the turn; yields whether other threads are queued behind this one."""
+        with self._count_lock:
+            self._wanting += 1
+        try:
+            with self._lock:
+                with self._count_lock:
+                    queued = self._wanting > 1
+                yield queued
+        finally:
+            with self._count_lock:
+                self._wanting -= 1
+
+
+_writers: dict[tuple[str, str], _Writer] = {}
+_writers_guard = threading.Lock()
+
+
+def _writer(schema: str) -> _Writer:
+    key = _head_key(schema)
+    writer = _writers.get(key)
+    if writer is None:
+        with _writers_guard:
+            writer = _writers.setdefault(key, _Writer())
+    return writer
 
 
 # Appends bypass Django's cursor wrapper on purpose: django-tenants issues a SET search_path
@@ -214,40 +298,43 @@ _heads: dict[tuple[str, str], _Head] = {}
 
 
 def _head_key(schema: str) -> tuple[str, str]:
-    return (str(connection.settings_dict["NAME"]), schema)
-
-
-def _raw_cursor() -> Any:
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)  # server-side binding, so it can be prepared
+    return (str(_db().settings_dict["NAME"]), schema)
 
 
 @contextlib.contextmanager
-def _prepared() -> Iterator[None]:
-    """Let psycopg prepare our statements, for the duration of one call.
+def _raw_cursor(*, prepare: bool = False) -> Iterator[Any]:
+    """A psycopg cursor on Django's connection (server-side binding, so it can be prepared).
 
-    The append statement's text is the same on every call, so preparing it once per
-    connection saves Postgres the parse and plan each time (about a third of an append).
-    Django turns psycopg's preparation off for the whole connection (prepare_threshold=None)
-    and we leave it off for every other query: it is switched on only around our own.
+    With ``prepare``, psycopg prepares our statements for the duration of the block: the
+    append statement's text is the same on every call, so preparing it once per connection
+    saves Postgres the parse and plan each time (about a third of an append). Django turns
+    psycopg's preparation off for the whole connection (prepare_threshold=None) and we leave
+    it off for every other query: it is switched on only around our own.
     """
-    conn = connection.connection
+    db = _db()
+    db.ensure_connection()
+    conn = db.connection
     saved = conn.prepare_threshold
-    conn.prepare_threshold = 0
+    if prepare:
+        conn.prepare_threshold = 0
     try:
-        yield
+        with psycopg.Cursor(conn) as cursor:
+            yield cursor
     finally:
         conn.prepare_threshold = saved
 
 
-def _lock_head(schema: str) -> _Head:
+def _lock_head(schema: str, *, async_commit: bool = False) -> _Head:
     # The head row lock serialises writers of this workspace: the sequence is handed out
     # inside the writing transaction, so it has no gaps, and each entry links to the
     # previous committed one (a concurrent writer waits here until we commit).
-    with _raw_cursor() as cursor, _prepared():
+    with _raw_cursor(prepare=True) as cursor:
+        # With async_commit, the same statement turns synchronous_commit off for this
+        # transaction (see apps.core.db).
+        commit_mode = ", set_config('synchronous_commit', 'off', true)" if async_commit else ""
         cursor.execute(
-            f"SELECT last_seq, last_hash, journal_id FROM {connection.ops.quote_name(schema)}.audit_journalhead "  # noqa: S608
-            "WHERE id = 1 FOR UPDATE",
+            f"SELECT last_seq, last_hash, journal_id{commit_mode} "  # noqa: S608
+            f'FROM "{schema}".audit_journalhead WHERE id = 1 FOR UPDATE',
             prepare=True,
         )
         row = cursor.fetchone()
@@ -258,22 +345,28 @@ def _lock_head(schema: str) -> _Head:
     return head
 
 
-def _write_if_head_is(schema: str, prepared: list[_Prepared], head: _Head | None) -> list[JournalEntry] | None:
+def _write_if_head_is(
+    schema: str, prepared: list[_Prepared], head: _Head | None, *, async_commit: bool = False
+) -> list[JournalEntry] | None:
     """Insert the entries after ``head`` and move the head in one statement guarded by the
-    head's current value; None (and nothing written) when the head is somewhere else."""
+    head's current value; None (and nothing written) when the head is somewhere else.
+    ``async_commit``: the statement is its own transaction, committed without waiting for
+    the disk (see apps.core.db)."""
     if head is None:
         return None
     last_seq, last_hash, journal_id = head
     rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
-    quoted = connection.ops.quote_name(schema)
+    quoted = f'"{schema}"'
     columns = ", ".join(_COLUMNS)
     new_seq, new_hash = rows[-1][0], rows[-1][-1]
-    with _raw_cursor() as cursor, _prepared():
+    with _raw_cursor(prepare=True) as cursor:
         cursor.execute(
-            f"WITH head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "  # noqa: S608
+            f"WITH {ASYNC_COMMIT_CTE + ', ' if async_commit else ''}"  # noqa: S608
+            f"head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "
             "WHERE id = 1 AND last_seq = %s AND last_hash = %s AND journal_id IS NOT DISTINCT FROM %s RETURNING 1) "
             f"INSERT INTO {quoted}.audit_journalentry ({columns}) "
-            f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * len(rows))}) AS v ({columns}) CROSS JOIN head",
+            f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * len(rows))}) AS v ({columns}) CROSS JOIN head"
+            f"{' CROSS JOIN sc' if async_commit else ''}",
             [new_seq, new_hash, last_seq, last_hash, journal_id, *[value for row in rows for value in row]],
             prepare=True,
         )
@@ -288,7 +381,7 @@ def _write_locked(schema: str, prepared: list[_Prepared], head: _Head) -> list[J
     """With the head locked: COPY the entries in, then move the head."""
     last_seq, last_hash, journal_id = head
     rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
-    quoted = connection.ops.quote_name(schema)
+    quoted = f'"{schema}"'
     with _raw_cursor() as cursor:
         with cursor.copy(f"COPY {quoted}.audit_journalentry ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:

@@ -45,6 +45,7 @@ from django_tenants.utils import get_public_schema_name
 
 from apps.audit.services import NewEntry, journal_append_many
 from apps.core.context import current_actor
+from apps.core.db import ASYNC_COMMIT_CTE
 from apps.core.errors import Conflict, GovernanceUnavailable, ValidationFailed
 from apps.core.money import format_usd
 
@@ -309,9 +310,6 @@ _TOTALS_CTE = (
     "updated_at = EXCLUDED.updated_at "
     "RETURNING tot.budget_id, tot.window_key, tot.reserved_microusd, tot.spent_microusd)"
 )
-# SET LOCAL synchronous_commit = off, as a value of the statement (one round trip, and a
-# prepared statement cannot hold two commands).
-_ASYNC_COMMIT_CTE = "sc AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
 
 
 # The hot statements bypass Django's cursor wrapper: django-tenants would send a SET
@@ -444,7 +442,7 @@ def _write(
     global order. Returns the first ledger row's id and the new totals."""
     schema = _schema()
     params: list[Any] = []
-    ctes = [] if durable else [_ASYNC_COMMIT_CTE]
+    ctes = [] if durable else [ASYNC_COMMIT_CTE]
     for index, row in enumerate(ledger_rows):
         ctes.append(f"e{index} AS ({_LEDGER_INTO.format(s=schema)}{_LEDGER_VALUES} RETURNING id)")
         params.extend(row)
@@ -479,25 +477,6 @@ def _write(
     totals = {(int(r[1]), str(r[2])): (int(r[3]), int(r[4])) for r in rows if r[1] is not None}
     companion_rows = None if rows[0][5] is None else int(rows[0][5])
     return int(rows[0][0]), totals, companion_rows
-
-
-def durability_barrier() -> None:
-    """Return once everything this session has committed is on disk.
-
-    Budget transactions commit without waiting for their WAL flush, so they release their
-    row locks at once (a lock held through an fsync would serialise every call of a
-    workspace on the disk). Before a call leaves, this one-statement transaction, which
-    holds no lock, waits for the flush instead; concurrent callers share one fsync. Its
-    commit record comes after the reservation's, so when it is durable, so is the
-    reservation. Inside a caller's transaction it does nothing: that commit decides.
-    """
-    if connection.in_atomic_block:
-        return
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        # pg_current_xact_id() gives the statement a transaction id, so it writes a commit
-        # record and, with the session's synchronous_commit = on, waits for its flush.
-        connection.connection.execute("SELECT pg_current_xact_id()")
 
 
 def durable_reservations() -> bool:

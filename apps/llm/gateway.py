@@ -61,11 +61,11 @@ from apps.budgets.services import (
     budget_release,
     budget_settle,
     budget_try_reserve,
-    durability_barrier,
     durable_reservations,
     durable_settlements,
     reservation_load,
 )
+from apps.core.db import durability_barrier
 from apps.core.errors import Conflict, GovernanceUnavailable, QuarterdeckError
 from apps.core.money import token_cost
 
@@ -330,7 +330,7 @@ def _admitted_or_raise(outcome: ReserveOutcome, chosen: _Chosen) -> _Admission:
 
 
 def _make_durable(own: bool) -> None:
-    """The reservation is on disk before the call leaves (see budgets.durability_barrier)."""
+    """The reservation is on disk before the call leaves (see apps.core.db)."""
     if own and durable_reservations():
         durability_barrier()
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -257,6 +260,149 @@ def test_concurrent_writers_get_distinct_gapless_numbers(globex: Any) -> None:
         assert seqs == list(range(start + 1, start + 101))
         result = journal_verify()
         assert result.ok, result.as_dict()
+
+
+def _on_own_connection(workspace: Any, work: Any) -> Any:
+    """Run ``work()`` in a thread with its own connection, outside any transaction (the
+    test's own connection is inside the test's transaction)."""
+    from apps.tenants.access import workspace_schema
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with workspace_schema(workspace):
+                outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+class _Queued:
+    """A writer turn that reports other threads queued behind it."""
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[bool]:
+        yield True
+
+
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_standalone_append_is_on_disk_when_it_returns(
+    globex: Any, monkeypatch: pytest.MonkeyPatch, queued: bool
+) -> None:
+    """Alone, its commit waits for the flush. Queued behind by other threads, it commits
+    without waiting (freeing the head at once), then the barrier waits until the WAL is
+    flushed past that commit."""
+    from apps.audit import services
+
+    commit_modes: list[bool] = []
+    committed_up_to: list[int] = []
+    real_write, real_barrier = services._write_standalone, services.durability_barrier
+
+    def write(*args: Any, async_commit: bool) -> Any:
+        commit_modes.append(async_commit)
+        return real_write(*args, async_commit=async_commit)
+
+    def barrier() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+            committed_up_to.append(int(cursor.fetchone()[0]))
+        real_barrier()
+
+    def append() -> tuple[Any, ...]:
+        journal_append(kind="test.typed", payload={"count": 1, "name": "durable"})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn, current_setting('synchronous_commit')")
+            return tuple(cursor.fetchone())
+
+    monkeypatch.setattr(services, "_write_standalone", write)
+    monkeypatch.setattr(services, "durability_barrier", barrier)
+    if queued:
+        monkeypatch.setattr(services, "_writer", lambda schema: _Queued())
+    flushed, mode = _on_own_connection(globex, append)
+    assert commit_modes == [queued]
+    assert len(committed_up_to) == (1 if queued else 0)
+    if queued:
+        assert int(flushed) >= committed_up_to[0]
+    assert mode == "on"  # an asynchronous commit stays local to the append's transaction
+
+
+def test_writer_turns_report_a_queue() -> None:
+    from apps.audit.services import _Writer
+
+    writer = _Writer()
+    seen: list[bool] = []
+    with writer.turn() as first_queued:
+        waiting = threading.Thread(target=lambda: seen.append(_take(writer)))
+        waiting.start()
+        while writer._wanting < 2:  # the other thread is queued now
+            time.sleep(0.001)
+        seen.append(first_queued)
+    waiting.join()
+    assert seen == [False, False]  # nobody was queued when either took its turn
+    with writer.turn() as queued:
+        assert queued is False
+
+
+def _take(writer: Any) -> bool:
+    with writer.turn() as queued:
+        return bool(queued)
+
+
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.django_db(transaction=False)
+def test_a_standalone_append_behind_another_process_lands_after_the_real_head(globex: Any) -> None:
+    """Another process moved the head: this process's remembered head is stale, the guarded
+    write finds nothing to update, and the append locks the head and writes behind it."""
+    from apps.audit import services
+
+    def appends() -> None:
+        journal_append(kind="test.typed", payload={"count": 1, "name": "first"})
+        key = services._head_key(connection.schema_name)
+        stale = services._heads[key]
+        journal_append(kind="test.typed", payload={"count": 2, "name": "other process"})
+        services._heads[key] = stale  # as if the second append had come from elsewhere
+        entry = journal_append(kind="test.typed", payload={"count": 3, "name": "behind it"})
+        assert entry.seq == stale[0] + 2
+        assert JournalEntry.objects.get(seq=entry.seq - 1).payload["name"] == "other process"
+        assert journal_verify().ok
+
+    _on_own_connection(globex, appends)
+
+
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.django_db(transaction=False)
+def test_a_failed_standalone_append_fails_closed(globex: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.audit import services
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("the server closed the connection")
+
+    def append(name: str) -> Any:
+        return lambda: journal_append(kind="test.typed", payload={"count": 1, "name": name})
+
+    before = _on_own_connection(globex, lambda: _head().last_seq)
+    monkeypatch.setattr(services, "_write_if_head_is", broken)
+    with pytest.raises(GovernanceUnavailable):
+        _on_own_connection(globex, append("lost"))
+    assert _on_own_connection(globex, lambda: _head().last_seq) == before
+    monkeypatch.undo()
+    # Queued behind others, a barrier that cannot confirm the flush is a failure too: the
+    # caller must not act on an entry that may not be on disk.
+    monkeypatch.setattr(services, "_writer", lambda schema: _Queued())
+    monkeypatch.setattr(services, "durability_barrier", broken)
+    with pytest.raises(GovernanceUnavailable):
+        _on_own_connection(globex, append("unconfirmed"))
 
 
 catalog.register(

@@ -115,7 +115,8 @@ def _synchronous_commit() -> str:
 def test_own_transactions_do_not_hold_locks_through_an_fsync(in_acme: object, scopes: Scopes) -> None:
     """async_commit turns synchronous_commit off for that transaction only; a caller's
     transaction (as here, inside the test's) is left alone unless asked."""
-    from apps.budgets.services import budget_try_reserve, durability_barrier
+    from apps.budgets.services import budget_try_reserve
+    from apps.core.db import durability_barrier
 
     assert _synchronous_commit() == "on"
     budget_reserve(scopes=scopes, charge=charge(10))  # inside a caller's transaction: untouched

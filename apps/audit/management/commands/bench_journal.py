@@ -8,6 +8,7 @@ benchmark journal itself stays valid run after run. The last line of output is J
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -49,7 +50,8 @@ class Command(BaseCommand):
     help = "Benchmark the journal; the last line is JSON."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--appends", type=int, default=5_000, help="single-entry transactions")
+        parser.add_argument("--appends", type=int, default=5_000, help="single-entry transactions per phase")
+        parser.add_argument("--writers", type=int, default=16, help="concurrent appending threads")
         parser.add_argument("--batches", type=int, default=20, help="batched transactions")
         parser.add_argument("--batch-size", type=int, default=1_000)
 
@@ -60,11 +62,12 @@ class Command(BaseCommand):
             self.stdout.write(f"provisioning workspace {BENCH_SLUG}")
             workspace = workspace_provision(name="Journal benchmark", slug=BENCH_SLUG).workspace
         with workspace_schema(workspace):
-            result = self._run(options)
+            result = self._run(workspace, options)
         self.stdout.write(json.dumps(result, sort_keys=True))
 
-    def _run(self, options: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, workspace: Workspace, options: dict[str, Any]) -> dict[str, Any]:
         appends, batches, size = options["appends"], options["batches"], options["batch_size"]
+        writers = options["writers"]
         # Keep the benchmark journal bounded: earlier runs' entries older than a day are
         # compacted (which the verification below then also has to bridge).
         retention_policy_set(severity=Severity.INFO, keep_days=1)
@@ -94,8 +97,12 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE journal_bench_baseline")
         self.stdout.write(
-            f"append: {appends} single-entry transactions in {append_s:.2f}s "
+            f"append, one writer: {appends} single-entry transactions in {append_s:.2f}s "
             f"(baseline: {baseline_n} one-row INSERT+COMMITs at {baseline_n / baseline_s:.0f}/s)"
+        )
+        concurrent_s = _concurrent_appends(workspace, appends, writers)
+        self.stdout.write(
+            f"append, {writers} writers: {appends} single-entry transactions in {concurrent_s:.2f}s"
         )
 
         started = time.perf_counter()
@@ -121,7 +128,8 @@ class Command(BaseCommand):
             self.stdout.write(f"tamper {case}: {'detected' if detected else 'NOT DETECTED'}")
 
         rates = {
-            "append_per_s": round(appends / append_s),
+            # Each append is its own transaction and is on disk when journal_append returns.
+            "append_per_s": round(appends / concurrent_s),
             "batch_append_per_s": round(batches * size / batch_s),
             "verify_per_s": round(clean.entries / clean.seconds) if clean.seconds else 0,
         }
@@ -130,6 +138,8 @@ class Command(BaseCommand):
             "tamper_detected": sum(tamper.values()),
             "tamper_cases": len(tamper),
             "tamper": tamper,
+            "append_one_writer_per_s": round(appends / append_s),
+            "append_writers": writers,
             "baseline_commit_per_s": round(baseline_n / baseline_s) if baseline_s else 0,
             "verified_entries": clean.entries,
             "verify_ok": clean.ok,
@@ -151,6 +161,38 @@ class Command(BaseCommand):
         except _Rollback:
             pass
         return detected
+
+
+def _concurrent_appends(workspace: Workspace, appends: int, writers: int) -> float:
+    """``appends`` single-entry transactions from ``writers`` threads (each with its own
+    database connection, as daphne's and the worker's threads have); seconds taken."""
+    start = threading.Barrier(writers + 1)
+    errors: list[BaseException] = []
+
+    def writer(index: int) -> None:
+        try:
+            with workspace_schema(workspace):
+                journal_append(kind="bench.event", payload=_payload(0))  # connect before the start line
+                start.wait()
+                for n in range(index, appends, writers):
+                    journal_append(kind="bench.event", payload=_payload(n))
+        except BaseException as exc:
+            errors.append(exc)
+            start.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(i,), name=f"bench-writer-{i}") for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 class _Rollback(Exception):
