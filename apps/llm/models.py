@@ -67,7 +67,9 @@ class LlmCall(models.Model):
     """One logical model call, keyed by its request id: the idempotency record of the gateway
     (a repeated request id returns the stored response, never charges twice)."""
 
-    request_id = models.CharField(max_length=64, unique=True)
+    # Unique through a constraint, not unique=True: that would also add a LIKE-pattern index
+    # nobody queries, written on every call.
+    request_id = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=CallStatus.choices)
     crew_id = models.UUIDField(null=True, blank=True)
     mission_id = models.UUIDField(null=True, blank=True)
@@ -92,6 +94,7 @@ class LlmCall(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name = "LLM call"
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="llmcall_request_unique")]
         indexes = [
             models.Index(fields=["created_at"], name="llmcall_created"),
             models.Index(fields=["mission_id", "id"], name="llmcall_mission", condition=Q(mission_id__isnull=False)),

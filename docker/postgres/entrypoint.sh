@@ -5,8 +5,20 @@ set -eu
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 : "${POSTGRES_USER:=quarterdeck}"
 : "${POSTGRES_DB:=quarterdeck}"
+# The password from the environment, or from a file (a Docker/Compose secret), not both.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+    echo "set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, not both" >&2
+    exit 64
+  fi
+  if [ ! -r "$POSTGRES_PASSWORD_FILE" ]; then
+    echo "POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE is not readable" >&2
+    exit 64
+  fi
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then
-  echo "POSTGRES_PASSWORD must be set" >&2
+  echo "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) must be set" >&2
   exit 64
 fi
 

@@ -176,27 +176,27 @@ def test_kill_9_during_a_model_call_the_turn_is_not_charged_twice(
     slow_api.release.set()
     mission = _mission(acme, slow_api)
     slow = {"QD_LLM_OFFLINE_LATENCY_MS": "3000"}
+
+    def turn_started(turn: int, *, in_flight: bool = False) -> bool:
+        with workspace_schema(acme):
+            calls = LlmCall.objects.filter(mission_id=mission.pk, request_id__endswith=f":turn:{turn}")
+            return (calls.exclude(status="completed") if in_flight else calls).exists()
+
     with WorkerProcess("--concurrency", "1", "--sweep-seconds", "30", env=slow, volume=tmp_path) as first:
-
-        def in_flight() -> bool:
-            with workspace_schema(acme):
-                return (
-                    LlmCall.objects.filter(mission_id=mission.pk, request_id__endswith=":turn:2")
-                    .exclude(status="completed")
-                    .exists()
-                )
-
-        wait_until(in_flight, timeout=60, interval=0.05, message=first.output)
+        # The second worker starts once the first has the mission, and is ready before the
+        # kill: the kill then lands inside turn 2's model call (3 s), not after it.
+        wait_until(lambda: turn_started(1), timeout=60, interval=0.05, message=first.output)
         with WorkerProcess("--concurrency", "1", "--sweep-seconds", "30", volume=tmp_path) as second:
             second.wait_for_line("listening on")
+            wait_until(lambda: turn_started(2, in_flight=True), timeout=60, interval=0.05, message=first.output)
             first.kill()
+            assert turn_started(2, in_flight=True), "the kill was meant to land during turn 2's model call"
             wait_until(lambda: _status(acme, mission) == MissionStatus.COMPLETED, timeout=90, message=second.output)
             second.terminate()
     _assert_each_model_turn_charged_once(acme, mission)
     with workspace_schema(acme):
-        assert Counter(ToolCall.objects.filter(mission=mission).values_list("status", flat=True)) == {
-            ToolCallStatus.SUCCEEDED: 4
-        }
+        calls = list(ToolCall.objects.filter(mission=mission).values_list("tool", "status", "error"))
+        assert Counter(status for _, status, _ in calls) == {ToolCallStatus.SUCCEEDED: 4}, calls
         assert len(slow_api.received) == 1
 
 
