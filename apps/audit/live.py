@@ -27,8 +27,8 @@ MESSAGE_TYPE = "journal.entries"
 # Per workspace and batch, only the newest entries travel: a subscriber that sees a sequence
 # number above the next one it expects reads the ones in between from the database. A burst
 # then costs one message, not thousands of serialised entries in the writers' process.
-_MAX_PUSHED = 50
-_LINGER_S = 0.02
+_MAX_PUSHED = 10
+_LINGER_S = 0.05
 
 
 def group_name(schema_name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import uuid
@@ -356,25 +357,34 @@ def _write_if_head_is(
         return None
     last_seq, last_hash, journal_id = head
     rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
-    quoted = f'"{schema}"'
-    columns = ", ".join(_COLUMNS)
     new_seq, new_hash = rows[-1][0], rows[-1][-1]
+    key = _head_key(schema)
     with _raw_cursor(prepare=True) as cursor:
         cursor.execute(
-            f"WITH {ASYNC_COMMIT_CTE + ', ' if async_commit else ''}"  # noqa: S608
-            f"head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "
-            "WHERE id = 1 AND last_seq = %s AND last_hash = %s AND journal_id IS NOT DISTINCT FROM %s RETURNING 1) "
-            f"INSERT INTO {quoted}.audit_journalentry ({columns}) "
-            f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * len(rows))}) AS v ({columns}) CROSS JOIN head"
-            f"{' CROSS JOIN sc' if async_commit else ''}",
+            _guarded_sql(schema, len(rows), async_commit),
             [new_seq, new_hash, last_seq, last_hash, journal_id, *[value for row in rows for value in row]],
             prepare=True,
         )
         if cursor.rowcount != len(rows):
-            _heads.pop(_head_key(schema), None)
+            _heads.pop(key, None)
             return None
-    _heads[_head_key(schema)] = (new_seq, new_hash, journal_id)
+    _heads[key] = (new_seq, new_hash, journal_id)
     return written
+
+
+@functools.lru_cache(maxsize=1024)
+def _guarded_sql(schema: str, count: int, async_commit: bool) -> str:
+    """The guarded append statement for ``count`` entries (built once per shape)."""
+    quoted = f'"{schema}"'
+    columns = ", ".join(_COLUMNS)
+    return (
+        f"WITH {ASYNC_COMMIT_CTE + ', ' if async_commit else ''}"  # noqa: S608
+        f"head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "
+        "WHERE id = 1 AND last_seq = %s AND last_hash = %s AND journal_id IS NOT DISTINCT FROM %s RETURNING 1) "
+        f"INSERT INTO {quoted}.audit_journalentry ({columns}) "
+        f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * count)}) AS v ({columns}) CROSS JOIN head"
+        f"{' CROSS JOIN sc' if async_commit else ''}"
+    )
 
 
 def _write_locked(schema: str, prepared: list[_Prepared], head: _Head) -> list[JournalEntry]:
