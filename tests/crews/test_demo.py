@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from apps.approvals import services as approvals
+from apps.audit.models import JournalEntry
 from apps.core.context import user_actor
 from apps.crews.demo import DEMO_CREW, DEMO_GOAL, DEMO_TICKET, SARAH
 from apps.crews.models import Mission, MissionStatus, ToolCall, ToolCallStatus
@@ -16,6 +17,8 @@ from apps.crews.runtime.worker import resolve_waits
 from apps.crews.services import mission_create
 from apps.tenants.access import workspace_schema
 from apps.tenants.demo import seed_demo
+from apps.vault.demo import DEMO_SECRETS
+from apps.vault.scan import known_plaintexts, scan_workspace
 from tests.crews.conftest import run_to_rest
 
 pytestmark = [pytest.mark.slow]
@@ -62,3 +65,9 @@ def test_the_demo_support_mission_waits_for_rita_then_sends_the_reply(mailoutbox
         assert mission.current_agent is not None and mission.current_agent.name == "Responder"
     replies = [m for m in mailoutbox if SARAH in m.to]
     assert len(replies) == 1 and replies[0].subject == "Re: Salesforce integration stopped syncing contacts"
+    # After the full run, no plaintext of the demo's secrets is anywhere in the workspace's
+    # tables (the journal included) or the public ones.
+    with workspace_schema(workspace):
+        assert len(known_plaintexts()) >= len(DEMO_SECRETS)
+        assert JournalEntry.objects.filter(mission_id=mission.pk, kind="mission.completed").exists()
+    assert scan_workspace(schema=workspace.schema_name) == []
