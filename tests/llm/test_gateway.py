@@ -297,14 +297,21 @@ def test_if_the_budget_cannot_be_consulted_the_call_does_not_leave(
 
 
 def test_if_the_journal_cannot_be_written_the_call_does_not_leave(
-    in_acme: Workspace, fake_anthropic: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch
+    in_acme: Workspace, fake_anthropic: FakeAnthropicServer
 ) -> None:
-    from apps.budgets import services as budget_services
+    from django.db import connection
 
-    def journal_down(**kwargs: Any) -> Any:
-        raise GovernanceUnavailable("journal down", code="journal_unavailable")
-
-    monkeypatch.setattr(budget_services, "journal_append_many", journal_down)
+    # The database refuses journal entries (the trigger goes away with the test's rollback):
+    # whether they ride in the reservation's statement or follow it, nothing leaves.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION pg_temp.qd_journal_down() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'journal down'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER qd_journal_down BEFORE INSERT ON audit_journalentry "
+            "FOR EACH ROW EXECUTE FUNCTION pg_temp.qd_journal_down()"
+        )
     with pytest.raises(GovernanceUnavailable):
         chat(request=ask(), context=ctx(agent_model="claude-haiku-4-5"))
     assert _anthropic_requests(fake_anthropic) == []
