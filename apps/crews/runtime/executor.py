@@ -352,6 +352,7 @@ def execute(
     started = time.perf_counter()
     error = ""
     result: Any = None
+    pending: governance.CredentialPending | None = None
     try:
         credentials = secrets.fetch(
             spec.needed_credentials(arguments), intent=f"{spec.name} for mission: {mission.goal[:200]}"
@@ -360,12 +361,21 @@ def execute(
         if not isinstance(result, dict):
             result = {"result": result}
         result = secrets.scrub(result)
+    except governance.CredentialPending as exc:
+        # A queued call settled outside the graph cannot wait: it fails like any refusal.
+        pending = exc if not late and agent is not None else None
+        error = str(exc)
     except (ToolError, governance.CredentialUnavailable) as exc:
         error = str(secrets.scrub(str(exc))) or "The tool failed."
     except QuarterdeckError:
         raise
     except Exception as exc:
         error = str(secrets.scrub(f"The tool failed: {type(exc).__name__}: {exc}"))
+    if pending is not None and agent is not None:
+        _wait_for_credential(mission, agent, record, step, pending.reference)
+        # Interrupts the graph. Resumed, the node runs again from its start and this call asks
+        # the Keeper again, which then answers from the decided request.
+        interrupt({"approval_request_id": pending.reference, "tool_call_id": record.tool_call_id})
     duration_ms = int((time.perf_counter() - started) * 1000)
     status = ToolCallStatus.FAILED if error else ToolCallStatus.SUCCEEDED
 
@@ -382,6 +392,28 @@ def execute(
     with transaction.atomic():
         write()
     return outcome_of(record)
+
+
+def _wait_for_credential(mission: Mission, agent: Agent, record: ToolCall, step: int, reference: str) -> None:
+    """Nothing ran (the credential was not handed out): the call waits for the person who
+    decides the credential's approval request, as it would for an approval gate."""
+    with transaction.atomic():
+        record.status = ToolCallStatus.WAITING
+        record.started_at = None
+        record.save(update_fields=["status", "started_at"])
+        journal_append(
+            kind="mission.waiting",
+            payload={
+                "tool_call_id": record.tool_call_id,
+                "tool_name": record.tool,
+                "approval_request_id": reference,
+                "step": step,
+                "reason": "credential",
+            },
+            crew_id=mission.crew_id,
+            mission_id=mission.pk,
+            agent_id=agent.pk,
+        )
 
 
 def settle_queued_call(*, workspace: Any, record: ToolCall) -> bool:

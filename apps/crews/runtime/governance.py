@@ -183,6 +183,14 @@ class CredentialUnavailable(Exception):
     """A credential the tool needs was not handed out; the message says why (for the model)."""
 
 
+class CredentialPending(CredentialUnavailable):
+    """A credential waits for a person (an L4 secret): ``reference`` is the approval request."""
+
+    def __init__(self, message: str, *, reference: str):
+        super().__init__(message)
+        self.reference = reference
+
+
 class CallSecrets:
     """Credentials for one tool call and the scrubber for what it produces."""
 
@@ -205,8 +213,9 @@ class CallSecrets:
             try:
                 self._secrets.request(name, intent=intent)
             except self._keeper.KeeperPendingApproval as exc:
-                raise CredentialUnavailable(
-                    f"The credential {name!r} waits for a person's approval ({exc.reference})."
+                raise CredentialPending(
+                    f"The credential {name!r} waits for a person's approval ({exc.reference}).",
+                    reference=exc.reference,
                 ) from None
             except self._keeper.KeeperDenied as exc:
                 raise CredentialUnavailable(f"The credential {name!r} was refused: {exc.reason}") from None
