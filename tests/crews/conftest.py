@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +121,34 @@ def script() -> Iterator[Any]:
     yield register
     for name in names:
         unregister_script(name)
+
+
+class _Api(BaseHTTPRequestHandler):
+    """A local HTTP API for the http_request tool: records each POST and answers 201."""
+
+    seen: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.seen.append(  # type: ignore[attr-defined]
+            {"path": self.path, "body": json.loads(body or b"null"), "headers": dict(self.headers)}
+        )
+        payload = json.dumps({"ok": True, "ticket": "T-9"}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api_server() -> Iterator[Any]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()

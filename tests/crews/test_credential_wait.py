@@ -4,10 +4,6 @@ call runs with the credential; denied, it fails and the model hears why."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,33 +22,6 @@ pytestmark = pytest.mark.django_db
 SECRET_VALUE = "prod-token-l4-" + "7" * 24
 
 
-class _Api(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        server: Any = self.server
-        server.authorizations.append(self.headers.get("Authorization", ""))
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def api() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.authorizations = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    with contextlib.suppress(OSError):
-        server.server_close()
-
-
 def _mission(in_acme: Any, script: Any, operator: Any, api: Any) -> Any:
     port = api.server_address[1]
     secret = make_secret(tier="L4", value=SECRET_VALUE)
@@ -64,7 +33,7 @@ def _mission(in_acme: Any, script: Any, operator: Any, api: Any) -> Any:
                 tool_calls=[
                     ScriptToolCall(
                         "http_request",
-                        {"method": "GET", "url": f"http://127.0.0.1:{port}/status", "credential": secret.name},
+                        {"method": "POST", "url": f"http://127.0.0.1:{port}/restart", "credential": secret.name},
                     )
                 ],
             ),
@@ -86,12 +55,12 @@ def _decide(request_id: str, reviewer: Any, decision: str) -> None:
 
 
 def test_an_l4_credential_makes_the_mission_wait_then_the_call_runs_with_it(
-    in_acme: Any, script: Any, operator: Any, reviewer: Any, api: Any
+    in_acme: Any, script: Any, operator: Any, reviewer: Any, api_server: Any
 ) -> None:
-    mission = _mission(in_acme, script, operator, api)
+    mission = _mission(in_acme, script, operator, api_server)
     call = ToolCall.objects.get(mission=mission)
     assert call.status == ToolCallStatus.WAITING and mission.waiting_on
-    assert api.authorizations == []  # nothing was sent while it waits
+    assert api_server.seen == []  # nothing was sent while it waits
     waiting = JournalEntry.objects.get(mission_id=mission.pk, kind="mission.waiting")
     assert waiting.payload["reason"] == "credential"
     assert waiting.payload["approval_request_id"] == mission.waiting_on
@@ -103,19 +72,20 @@ def test_an_l4_credential_makes_the_mission_wait_then_the_call_runs_with_it(
     assert mission.status == MissionStatus.COMPLETED and mission.result == "Finished."
     call.refresh_from_db()
     assert call.status == ToolCallStatus.SUCCEEDED
-    assert api.authorizations == [f"Bearer {SECRET_VALUE}"]  # exactly one request, with the credential
+    (sent,) = api_server.seen  # exactly one request, with the credential
+    assert sent["headers"]["Authorization"] == f"Bearer {SECRET_VALUE}"
     assert SECRET_VALUE not in str(call.result)
 
 
 def test_a_denied_l4_credential_fails_the_call_and_nothing_is_sent(
-    in_acme: Any, script: Any, operator: Any, reviewer: Any, api: Any
+    in_acme: Any, script: Any, operator: Any, reviewer: Any, api_server: Any
 ) -> None:
-    mission = _mission(in_acme, script, operator, api)
+    mission = _mission(in_acme, script, operator, api_server)
     _decide(mission.waiting_on, reviewer, "deny")
     assert resolve_waits(workspace=in_acme) == 1
     mission = run_to_rest(in_acme, mission)
     assert mission.status == MissionStatus.COMPLETED
     call = ToolCall.objects.get(mission=mission)
     assert call.status == ToolCallStatus.FAILED and "refused" in call.error
-    assert api.authorizations == []
+    assert api_server.seen == []
     assert "refused" in mission.messages.get(role="tool").content

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +14,6 @@ from apps.crews.tools.http_request import host_allowed
 from tests.crews.conftest import handle, make_crew, start, unique
 
 pytestmark = pytest.mark.django_db
-
-
-class _Api(BaseHTTPRequestHandler):
-    seen: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.seen.append(  # type: ignore[attr-defined]
-            {"path": self.path, "body": json.loads(body or b"null"), "headers": dict(self.headers)}
-        )
-        payload = json.dumps({"ok": True, "ticket": "T-9"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def api_server() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def _run(workspace: Any, crew: Any, name: str, arguments: dict[str, Any], call_id: str | None = None) -> Any:
