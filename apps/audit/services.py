@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
-from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier
+from apps.core.db import ASYNC_COMMIT, ASYNC_COMMIT_CTE, durability_barrier
 from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
 
 from . import chain, checkpoints, live
@@ -197,10 +197,7 @@ def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> l
         # savepoint=False: inside a caller's transaction a failure here must doom the whole
         # transaction (the change must not commit without its entry); it also saves round trips.
         with transaction.atomic(savepoint=False):
-            guarded = None
-            if len(prepared) <= _GUARDED_MAX:
-                guarded = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)))
-            committed = guarded if guarded is not None else _write_locked(schema, prepared, _lock_head(schema))
+            committed = _write(schema, prepared, async_commit=False)
             transaction.on_commit(lambda: live.publish(schema, committed))
         return committed
     except (DatabaseError, psycopg.Error) as exc:
@@ -225,13 +222,17 @@ def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEn
     """
     writer = _writer(schema)
     with writer.turn() as queued:
-        written = _write_standalone(schema, prepared, async_commit=queued)
+        written = _write(schema, prepared, async_commit=queued)
     if queued:
         durability_barrier()
     return written
 
 
-def _write_standalone(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> list[JournalEntry]:
+def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> list[JournalEntry]:
+    """Append behind the head this process last saw (one guarded statement); if another
+    writer moved it, lock the head and write behind the actual one. Standalone, the guarded
+    statement is the whole transaction; inside a caller's, the atomic block below is a no-op.
+    ``async_commit`` is only for a transaction of our own (see _append_standalone)."""
     if len(prepared) <= _GUARDED_MAX:
         written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)), async_commit=async_commit)
         if written is not None:
@@ -332,7 +333,7 @@ def _lock_head(schema: str, *, async_commit: bool = False) -> _Head:
     with _raw_cursor(prepare=True) as cursor:
         # With async_commit, the same statement turns synchronous_commit off for this
         # transaction (see apps.core.db).
-        commit_mode = ", set_config('synchronous_commit', 'off', true)" if async_commit else ""
+        commit_mode = f", {ASYNC_COMMIT}" if async_commit else ""
         cursor.execute(
             f"SELECT last_seq, last_hash, journal_id{commit_mode} "  # noqa: S608
             f'FROM "{schema}".audit_journalhead WHERE id = 1 FOR UPDATE',

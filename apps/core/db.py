@@ -16,10 +16,12 @@ from django.db import connection as _connection
 
 connection: Any = _connection
 
-# ``SET LOCAL synchronous_commit = off`` as a common table expression, so it rides in the
-# statement that writes (no round trip of its own; a prepared statement holds one command).
-# A SELECT CTE only runs when referenced: the main query must ``CROSS JOIN sc``.
-ASYNC_COMMIT_CTE = "sc AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
+# ``SET LOCAL synchronous_commit = off`` as an expression, so it rides in the statement that
+# writes (no round trip of its own; a prepared statement holds one command): as a selected
+# column, or as the common table expression below. A SELECT CTE only runs when referenced:
+# the main query must ``CROSS JOIN sc``.
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+ASYNC_COMMIT_CTE = f"sc AS (SELECT {ASYNC_COMMIT} AS v)"
 
 
 def durability_barrier() -> None:

@@ -307,7 +307,7 @@ def test_a_standalone_append_is_on_disk_when_it_returns(
 
     commit_modes: list[bool] = []
     committed_up_to: list[int] = []
-    real_write, real_barrier = services._write_standalone, services.durability_barrier
+    real_write, real_barrier = services._write, services.durability_barrier
 
     def write(*args: Any, async_commit: bool) -> Any:
         commit_modes.append(async_commit)
@@ -325,7 +325,7 @@ def test_a_standalone_append_is_on_disk_when_it_returns(
             cursor.execute("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn, current_setting('synchronous_commit')")
             return tuple(cursor.fetchone())
 
-    monkeypatch.setattr(services, "_write_standalone", write)
+    monkeypatch.setattr(services, "_write", write)
     monkeypatch.setattr(services, "durability_barrier", barrier)
     if queued:
         monkeypatch.setattr(services, "_writer", lambda schema: _Queued())

@@ -4,7 +4,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from apps.crews.runtime.worker import claim_missions
 from apps.crews.services import agent_create, crew_create, mission_create
 from apps.tenants.access import workspace_schema
 from apps.tenants.models import Workspace
+from tests.http import JsonHandler
 
 
 @pytest.fixture(autouse=True)
@@ -123,25 +124,15 @@ def script() -> Iterator[Any]:
         unregister_script(name)
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     """A local HTTP API for the http_request tool: records each POST and answers 201."""
-
-    seen: list[dict[str, Any]]
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.seen.append(  # type: ignore[attr-defined]
             {"path": self.path, "body": json.loads(body or b"null"), "headers": dict(self.headers)}
         )
-        payload = json.dumps({"ok": True, "ticket": "T-9"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(201, {"ok": True, "ticket": "T-9"})
 
 
 @pytest.fixture

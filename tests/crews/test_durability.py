@@ -5,12 +5,11 @@ mission wakes an idle worker through LISTEN/NOTIFY, not a sweep."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from apps.tenants.access import workspace_schema
 from apps.tenants.models import Workspace
 from tests.crews.conftest import make_crew, start, unique
 from tests.crews.processes import WorkerProcess, wait_until
+from tests.http import JsonHandler
 
 # committed_db, not the django_db mark: the workers are other processes and must see the data.
 pytestmark = [pytest.mark.slow]
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow]
 DRILL_TOOLS = ["send_email", "http_request", "write_note", "crm_lookup"]
 
 
-class _SlowApi(BaseHTTPRequestHandler):
+class _SlowApi(JsonHandler):
     def do_POST(self) -> None:
         server: Any = self.server
         key = self.headers.get("Idempotency-Key", "")
@@ -40,16 +40,7 @@ class _SlowApi(BaseHTTPRequestHandler):
         server.received.append(key)
         server.arrived.set()
         server.release.wait(timeout=60)
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(OSError):  # the caller may have been killed
-            self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(200, {"ok": True})  # the caller may have been killed meanwhile
 
 
 @pytest.fixture

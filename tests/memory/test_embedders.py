@@ -8,7 +8,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from apps.memory.embedders import EmbeddingFailed, get_embedder, register
 from apps.memory.embedders.base import _factories, _instances, identity_of
 from apps.memory.embedders.openai_compat import OpenAICompatible
 from apps.memory.models import Chunk, MemorySettings
+from tests.http import JsonHandler
 
 
 def hashed_vector(text: str, dims: int) -> list[float]:
@@ -28,7 +29,7 @@ def hashed_vector(text: str, dims: int) -> list[float]:
     return [x / norm for x in vector]
 
 
-class EmbeddingsHandler(BaseHTTPRequestHandler):
+class EmbeddingsHandler(JsonHandler):
     seen: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
@@ -39,15 +40,7 @@ class EmbeddingsHandler(BaseHTTPRequestHandler):
             {"object": "embedding", "index": i, "embedding": [x * 3 for x in hashed_vector(t, dims)]}
             for i, t in enumerate(body["input"])
         ]
-        payload = json.dumps({"object": "list", "data": list(reversed(data)), "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(200, {"object": "list", "data": list(reversed(data)), "model": body["model"]})
 
 
 @pytest.fixture

@@ -266,23 +266,10 @@ def handle_tool_call(
                 record.approval_request_id = verdict.request_id
                 record.save(update_fields=["status", "approval_request_id"])
                 _called(record, step)
-                journal_append(
-                    kind="mission.waiting",
-                    payload={
-                        "tool_call_id": record.tool_call_id,
-                        "tool_name": record.tool,
-                        "approval_request_id": verdict.request_id,
-                        "step": step,
-                    },
-                    crew_id=mission.crew_id,
-                    mission_id=mission.pk,
-                    agent_id=agent.pk,
-                )
+                _journal_waiting(mission, agent, record, step, verdict.request_id)
         # Raises the first time (the worker marks the mission waiting); returns the decision
         # the worker resumes us with. Everything above is idempotent for this second pass.
-        decision = governance.Decision.from_value(
-            interrupt({"approval_request_id": verdict.request_id, "tool_call_id": record.tool_call_id})
-        )
+        decision = governance.Decision.from_value(_await(record, verdict.request_id))
         record.decision = decision.as_dict()
         record.save(update_fields=["decision"])
         if not decision.approved:
@@ -362,8 +349,7 @@ def execute(
             result = {"result": result}
         result = secrets.scrub(result)
     except governance.CredentialPending as exc:
-        # A queued call settled outside the graph cannot wait: it fails like any refusal.
-        pending = exc if not late and agent is not None else None
+        pending = exc
         error = str(exc)
     except (ToolError, governance.CredentialUnavailable) as exc:
         error = str(secrets.scrub(str(exc))) or "The tool failed."
@@ -371,11 +357,12 @@ def execute(
         raise
     except Exception as exc:
         error = str(secrets.scrub(f"The tool failed: {type(exc).__name__}: {exc}"))
-    if pending is not None and agent is not None:
+    # A queued call settled outside the graph (late) cannot wait: it fails like any refusal.
+    if pending is not None and agent is not None and not late:
         _wait_for_credential(mission, agent, record, step, pending.reference)
         # Interrupts the graph. Resumed, the node runs again from its start and this call asks
         # the Keeper again, which then answers from the decided request.
-        interrupt({"approval_request_id": pending.reference, "tool_call_id": record.tool_call_id})
+        _await(record, pending.reference)
     duration_ms = int((time.perf_counter() - started) * 1000)
     status = ToolCallStatus.FAILED if error else ToolCallStatus.SUCCEEDED
 
@@ -401,19 +388,30 @@ def _wait_for_credential(mission: Mission, agent: Agent, record: ToolCall, step:
         record.status = ToolCallStatus.WAITING
         record.started_at = None
         record.save(update_fields=["status", "started_at"])
-        journal_append(
-            kind="mission.waiting",
-            payload={
-                "tool_call_id": record.tool_call_id,
-                "tool_name": record.tool,
-                "approval_request_id": reference,
-                "step": step,
-                "reason": "credential",
-            },
-            crew_id=mission.crew_id,
-            mission_id=mission.pk,
-            agent_id=agent.pk,
-        )
+        _journal_waiting(mission, agent, record, step, reference, reason="credential")
+
+
+def _journal_waiting(
+    mission: Mission, agent: Agent, record: ToolCall, step: int, request_id: str, **extra: Any
+) -> None:
+    journal_append(
+        kind="mission.waiting",
+        payload={
+            "tool_call_id": record.tool_call_id,
+            "tool_name": record.tool,
+            "approval_request_id": request_id,
+            "step": step,
+            **extra,
+        },
+        crew_id=mission.crew_id,
+        mission_id=mission.pk,
+        agent_id=agent.pk,
+    )
+
+
+def _await(record: ToolCall, request_id: str) -> Any:
+    """Interrupt the graph until ``request_id`` is decided; resumed, the decision."""
+    return interrupt({"approval_request_id": request_id, "tool_call_id": record.tool_call_id})
 
 
 def settle_queued_call(*, workspace: Any, record: ToolCall) -> bool:

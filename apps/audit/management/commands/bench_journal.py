@@ -101,9 +101,7 @@ class Command(BaseCommand):
             f"(baseline: {baseline_n} one-row INSERT+COMMITs at {baseline_n / baseline_s:.0f}/s)"
         )
         concurrent_s = _concurrent_appends(workspace, appends, writers)
-        self.stdout.write(
-            f"append, {writers} writers: {appends} single-entry transactions in {concurrent_s:.2f}s"
-        )
+        self.stdout.write(f"append, {writers} writers: {appends} single-entry transactions in {concurrent_s:.2f}s")
 
         started = time.perf_counter()
         for b in range(batches):
