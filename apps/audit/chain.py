@@ -5,6 +5,10 @@ prev_hash(1) is a per-workspace genesis value (an HMAC of the schema name, so a 
 into another workspace does not verify). canonical(n) is the JSON array of every column of
 the entry with sorted object keys, serialised by orjson: verification recomputes it from the
 stored columns at well over 100,000 entries per second.
+
+Writes chain in the database (the append function of migration audit/0005 computes the same
+HMAC with pgcrypto, under the head's lock, from ``entry_document``); everything that checks
+the chain recomputes it here, from the stored columns.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ _SORT = orjson.OPT_SORT_KEYS
 
 def _key() -> bytes:
     return str(settings.JOURNAL_HMAC_KEY).encode()
+
+
+def key() -> bytes:
+    """The HMAC key, for the database's append function (a bound parameter of each call)."""
+    return _key()
 
 
 def timestamp_micros(value: datetime) -> int:
@@ -101,6 +110,40 @@ def canonical_values(
         ],
         option=_SORT,
     )
+
+
+def entry_document(
+    ts_micros: int,
+    kind: str,
+    severity: str,
+    actor_kind: str,
+    actor_id: str,
+    actor_label: str,
+    crew_id: str | None,
+    mission_id: str | None,
+    agent_id: str | None,
+    request_id: str | None,
+    payload: Any,
+) -> str:
+    """An entry as the append function takes it: the canonical form without its first two
+    elements (format version and sequence number, which the function puts in front once it
+    holds the head), so ``canonical_values(...) == b"[1," + seq + b"," + document[1:]``."""
+    return orjson.dumps(
+        [
+            ts_micros,
+            kind,
+            severity,
+            actor_kind,
+            actor_id,
+            actor_label,
+            crew_id,
+            mission_id,
+            agent_id,
+            request_id,
+            payload,
+        ],
+        option=_SORT,
+    ).decode()
 
 
 def hasher() -> Callable[[str, bytes], str]:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
-from apps.core.db import ASYNC_COMMIT, ASYNC_COMMIT_CTE, durability_barrier
+from apps.core.db import durability_barrier
 from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
 
 from . import chain, checkpoints, live
@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 # django-tenants adds schema_name to the connection; the stubs do not know.
 connection: Any = _connection
 
-# Up to this many entries go in one guarded INSERT ... VALUES (one round trip); larger
-# batches lock the head and COPY, which is several times faster per entry.
-_GUARDED_MAX = 64
 _COLUMNS = (
     "seq",
     "created_at",
@@ -59,8 +56,6 @@ _COLUMNS = (
     "prev_hash",
     "hash",
 )
-# Typed, because VALUES in a sub-select would otherwise infer text for every parameter.
-_ROW_SQL = "(%s::bigint, %s::timestamptz, %s, %s, %s, %s, %s, %s::uuid, %s::uuid, %s::uuid, %s, %s::jsonb, %s, %s)"
 
 
 @dataclass(frozen=True)
@@ -209,12 +204,9 @@ def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> l
 def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEntry]:
     """Write ``prepared`` in a transaction of our own; return once it is on disk.
 
-    The threads of this process take turns per workspace, so the head this process last
-    wrote is the actual head unless another process wrote since: the guarded statement (one
-    round trip, which is the whole transaction) then almost always succeeds. When another
-    process moved the head, lock it and write behind it.
-
-    How it waits for the disk depends on the queue. Alone, the commit itself waits for the
+    The append is one statement, which is the whole transaction. The threads of this process
+    take turns per workspace, and how an append waits for the disk depends on that queue.
+    Alone, its commit waits for the disk depends on the queue. Alone, the commit itself waits for the
     flush (one round trip in all). With other threads of this process queued behind it, it
     commits without waiting, which frees the head at once, and waits for the flush after
     letting the next one in (see apps.core.db): queued appenders then share their fsyncs
@@ -229,22 +221,58 @@ def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEn
 
 
 def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> list[JournalEntry]:
-    """Append behind the head this process last saw (one guarded statement); if another
-    writer moved it, lock the head and write behind the actual one. Standalone, the guarded
-    statement is the whole transaction; inside a caller's, the atomic block below is a no-op.
-    ``async_commit`` is only for a transaction of our own (see _append_standalone)."""
-    if len(prepared) <= _GUARDED_MAX:
-        written = _write_if_head_is(schema, prepared, _heads.get(_head_key(schema)), async_commit=async_commit)
-        if written is not None:
-            return written
-    with transaction.atomic(savepoint=False):
-        head = _lock_head(schema, async_commit=async_commit)
-        if len(prepared) <= _GUARDED_MAX:
-            written = _write_if_head_is(schema, prepared, head)
-            if written is None:  # we hold the head's lock, so it cannot have moved
-                raise GovernanceUnavailable("The journal head moved under its lock.", code="journal_unavailable")
-            return written
-        return _write_locked(schema, prepared, head)
+    """Append ``prepared`` behind the head: one call of the schema's append function, which
+    locks the head, chains (HMAC) and inserts the entries and moves the head inside one
+    statement, so no writer ever holds the head across a round trip (see migration
+    audit/0005). Standalone, that statement is the whole transaction; ``async_commit`` is
+    only for that case (see _append_standalone)."""
+    now = timezone.now()
+    ts = chain.timestamp_micros(now)
+    documents = [
+        chain.entry_document(
+            ts,
+            item.kind,
+            item.severity,
+            item.actor.kind,
+            item.actor.id,
+            item.actor.label,
+            item.crew_id,
+            item.mission_id,
+            item.agent_id,
+            item.request_id,
+            item.payload,
+        )
+        for item in prepared
+    ]
+    with _raw_cursor() as cursor:
+        cursor.execute(_append_sql(schema), [chain.key(), async_commit, now, documents], prepare=True)
+        rows = cursor.fetchall()
+    if len(rows) != len(prepared):
+        raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
+    # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
+    return [
+        JournalEntry.from_db(
+            "default",
+            _COLUMNS,
+            (
+                seq,
+                now,
+                item.kind,
+                item.severity,
+                item.actor.kind,
+                item.actor.id,
+                item.actor.label,
+                uuid.UUID(item.crew_id) if item.crew_id else None,
+                uuid.UUID(item.mission_id) if item.mission_id else None,
+                uuid.UUID(item.agent_id) if item.agent_id else None,
+                item.request_id,
+                item.payload,
+                prev_hash,
+                digest,
+            ),
+        )
+        for item, (seq, prev_hash, digest) in zip(prepared, rows, strict=True)
+    ]
 
 
 class _Writer:
@@ -280,7 +308,7 @@ _writers_guard = threading.Lock()
 
 
 def _writer(schema: str) -> _Writer:
-    key = _head_key(schema)
+    key = (str(_db().settings_dict["NAME"]), schema)
     writer = _writers.get(key)
     if writer is None:
         with _writers_guard:
@@ -289,193 +317,31 @@ def _writer(schema: str) -> _Writer:
 
 
 # Appends bypass Django's cursor wrapper on purpose: django-tenants issues a SET search_path
-# round trip for every Django cursor, and at one to three round trips per append that is a
-# third of the cost. The SQL names the schema explicitly instead, so the search path does
-# not matter.
-_Head = tuple[int, str, Any]  # last_seq, last_hash as stored, journal_id
-# The head as this process last wrote or read it, per database and schema. Only a hint: every
-# write is guarded by the head's actual (last_seq, last_hash), so a stale hint costs one
-# extra round trip (the locked path), never a fork of the chain.
-_heads: dict[tuple[str, str], _Head] = {}
-
-
-def _head_key(schema: str) -> tuple[str, str]:
-    return (str(_db().settings_dict["NAME"]), schema)
+# round trip for every Django cursor. The function's name is qualified instead, and the
+# function qualifies its tables, so the search path does not matter.
+@functools.lru_cache(maxsize=1024)
+def _append_sql(schema: str) -> str:
+    return f'SELECT out_seq, out_prev_hash, out_hash FROM "{schema}".audit_journal_append(%b, %s, %s, %b)'  # noqa: S608
 
 
 @contextlib.contextmanager
-def _raw_cursor(*, prepare: bool = False) -> Iterator[Any]:
+def _raw_cursor() -> Iterator[Any]:
     """A psycopg cursor on Django's connection (server-side binding, so it can be prepared).
 
-    With ``prepare``, psycopg prepares our statements for the duration of the block: the
-    append statement's text is the same on every call, so preparing it once per connection
-    saves Postgres the parse and plan each time (about a third of an append). Django turns
-    psycopg's preparation off for the whole connection (prepare_threshold=None) and we leave
-    it off for every other query: it is switched on only around our own.
+    Django turns psycopg's preparation off for the whole connection (prepare_threshold=None);
+    it is switched on only around our own statement, whose text is the same on every call, so
+    Postgres parses and plans it once per connection.
     """
     db = _db()
     db.ensure_connection()
     conn = db.connection
     saved = conn.prepare_threshold
-    if prepare:
-        conn.prepare_threshold = 0
+    conn.prepare_threshold = 0
     try:
         with psycopg.Cursor(conn) as cursor:
             yield cursor
     finally:
         conn.prepare_threshold = saved
-
-
-def _lock_head(schema: str, *, async_commit: bool = False) -> _Head:
-    # The head row lock serialises writers of this workspace: the sequence is handed out
-    # inside the writing transaction, so it has no gaps, and each entry links to the
-    # previous committed one (a concurrent writer waits here until we commit).
-    with _raw_cursor(prepare=True) as cursor:
-        # With async_commit, the same statement turns synchronous_commit off for this
-        # transaction (see apps.core.db).
-        commit_mode = f", {ASYNC_COMMIT}" if async_commit else ""
-        cursor.execute(
-            f"SELECT last_seq, last_hash, journal_id{commit_mode} "  # noqa: S608
-            f'FROM "{schema}".audit_journalhead WHERE id = 1 FOR UPDATE',
-            prepare=True,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise GovernanceUnavailable("The journal head is missing.", code="journal_unavailable")
-    head: _Head = (int(row[0]), str(row[1]), row[2])
-    _heads[_head_key(schema)] = head
-    return head
-
-
-def _write_if_head_is(
-    schema: str, prepared: list[_Prepared], head: _Head | None, *, async_commit: bool = False
-) -> list[JournalEntry] | None:
-    """Insert the entries after ``head`` and move the head in one statement guarded by the
-    head's current value; None (and nothing written) when the head is somewhere else.
-    ``async_commit``: the statement is its own transaction, committed without waiting for
-    the disk (see apps.core.db)."""
-    if head is None:
-        return None
-    last_seq, last_hash, journal_id = head
-    rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
-    new_seq, new_hash = rows[-1][0], rows[-1][-1]
-    key = _head_key(schema)
-    with _raw_cursor(prepare=True) as cursor:
-        cursor.execute(
-            _guarded_sql(schema, len(rows), async_commit),
-            [new_seq, new_hash, last_seq, last_hash, journal_id, *[value for row in rows for value in row]],
-            prepare=True,
-        )
-        if cursor.rowcount != len(rows):
-            _heads.pop(key, None)
-            return None
-    _heads[key] = (new_seq, new_hash, journal_id)
-    return written
-
-
-@functools.lru_cache(maxsize=1024)
-def _guarded_sql(schema: str, count: int, async_commit: bool) -> str:
-    """The guarded append statement for ``count`` entries (built once per shape)."""
-    quoted = f'"{schema}"'
-    columns = ", ".join(_COLUMNS)
-    return (
-        f"WITH {ASYNC_COMMIT_CTE + ', ' if async_commit else ''}"  # noqa: S608
-        f"head AS (UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s "
-        "WHERE id = 1 AND last_seq = %s AND last_hash = %s AND journal_id IS NOT DISTINCT FROM %s RETURNING 1) "
-        f"INSERT INTO {quoted}.audit_journalentry ({columns}) "
-        f"SELECT v.* FROM (VALUES {', '.join([_ROW_SQL] * count)}) AS v ({columns}) CROSS JOIN head"
-        f"{' CROSS JOIN sc' if async_commit else ''}"
-    )
-
-
-def _write_locked(schema: str, prepared: list[_Prepared], head: _Head) -> list[JournalEntry]:
-    """With the head locked: COPY the entries in, then move the head."""
-    last_seq, last_hash, journal_id = head
-    rows, written = _build(schema, prepared, last_seq, last_hash, journal_id)
-    quoted = f'"{schema}"'
-    with _raw_cursor() as cursor:
-        with cursor.copy(f"COPY {quoted}.audit_journalentry ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(
-            f"UPDATE {quoted}.audit_journalhead SET last_seq = %s, last_hash = %s WHERE id = 1",  # noqa: S608
-            [rows[-1][0], rows[-1][-1]],
-        )
-    _heads[_head_key(schema)] = (rows[-1][0], rows[-1][-1], journal_id)
-    return written
-
-
-def _build(
-    schema: str, prepared: list[_Prepared], last_seq: int, last_hash: str, journal_id: Any
-) -> tuple[list[tuple[Any, ...]], list[JournalEntry]]:
-    entry_hash = chain.hasher()
-    seq = last_seq
-    prev_hash = chain.genesis_hash(schema, journal_id) if last_seq == 0 else last_hash
-    now = timezone.now()
-    ts = chain.timestamp_micros(now)
-    rows: list[tuple[Any, ...]] = []
-    written: list[JournalEntry] = []
-    for item in prepared:
-        seq += 1
-        actor = item.actor
-        body = chain.canonical_values(
-            seq,
-            ts,
-            item.kind,
-            item.severity,
-            actor.kind,
-            actor.id,
-            actor.label,
-            item.crew_id,
-            item.mission_id,
-            item.agent_id,
-            item.request_id,
-            item.payload,
-        )
-        digest = entry_hash(prev_hash, body)
-        rows.append(
-            (
-                seq,
-                now,
-                item.kind,
-                item.severity,
-                actor.kind,
-                actor.id,
-                actor.label,
-                item.crew_id,
-                item.mission_id,
-                item.agent_id,
-                item.request_id,
-                chain.payload_json(item.payload),
-                prev_hash,
-                digest,
-            )
-        )
-        # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
-        written.append(
-            JournalEntry.from_db(
-                "default",
-                _COLUMNS,
-                (
-                    seq,
-                    now,
-                    item.kind,
-                    item.severity,
-                    actor.kind,
-                    actor.id,
-                    actor.label,
-                    uuid.UUID(item.crew_id) if item.crew_id else None,
-                    uuid.UUID(item.mission_id) if item.mission_id else None,
-                    uuid.UUID(item.agent_id) if item.agent_id else None,
-                    item.request_id,
-                    item.payload,
-                    prev_hash,
-                    digest,
-                ),
-            )
-        )
-        prev_hash = digest
-    return rows, written
 
 
 # --- checkpoints ----------------------------------------------------------------------------

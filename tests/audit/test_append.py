@@ -361,20 +361,19 @@ def _take(writer: Any) -> bool:
 
 @pytest.mark.usefixtures("committed_db")
 @pytest.mark.django_db(transaction=False)
-def test_a_standalone_append_behind_another_process_lands_after_the_real_head(globex: Any) -> None:
-    """Another process moved the head: this process's remembered head is stale, the guarded
-    write finds nothing to update, and the append locks the head and writes behind it."""
-    from apps.audit import services
+def test_appends_from_two_connections_chain_behind_each_other(globex: Any) -> None:
+    """Another connection (another process, in production) appends between two of ours:
+    each append chains behind whatever the head is when it runs."""
 
     def appends() -> None:
-        journal_append(kind="test.typed", payload={"count": 1, "name": "first"})
-        key = services._head_key(connection.schema_name)
-        stale = services._heads[key]
-        journal_append(kind="test.typed", payload={"count": 2, "name": "other process"})
-        services._heads[key] = stale  # as if the second append had come from elsewhere
-        entry = journal_append(kind="test.typed", payload={"count": 3, "name": "behind it"})
-        assert entry.seq == stale[0] + 2
-        assert JournalEntry.objects.get(seq=entry.seq - 1).payload["name"] == "other process"
+        first = journal_append(kind="test.typed", payload={"count": 1, "name": "first"})
+        other = _on_own_connection(
+            globex, lambda: journal_append(kind="test.typed", payload={"count": 2, "name": "other process"})
+        )
+        last = journal_append(kind="test.typed", payload={"count": 3, "name": "behind it"})
+        assert (other.seq, last.seq) == (first.seq + 1, first.seq + 2)
+        assert (other.prev_hash, last.prev_hash) == (first.hash, other.hash)
+        assert JournalEntry.objects.get(seq=last.seq).hash == last.hash
         assert journal_verify().ok
 
     _on_own_connection(globex, appends)
@@ -392,7 +391,7 @@ def test_a_failed_standalone_append_fails_closed(globex: Any, monkeypatch: pytes
         return lambda: journal_append(kind="test.typed", payload={"count": 1, "name": name})
 
     before = _on_own_connection(globex, lambda: _head().last_seq)
-    monkeypatch.setattr(services, "_write_if_head_is", broken)
+    monkeypatch.setattr(services, "_raw_cursor", broken)
     with pytest.raises(GovernanceUnavailable):
         _on_own_connection(globex, append("lost"))
     assert _on_own_connection(globex, lambda: _head().last_seq) == before
@@ -428,3 +427,39 @@ def test_payload_values_read_back_identically_and_verify(in_acme: Any, value: An
     assert stored.payload == entry.payload
     result = journal_verify()
     assert result.ok, result.as_dict()
+
+
+def test_the_document_sent_to_the_database_is_the_canonical_form_without_its_head() -> None:
+    """The append function hashes "[<format>,<seq>," + document[1:]; verification hashes
+    chain.canonical_values(...): both must be the same bytes."""
+    from apps.audit import chain
+
+    values = (
+        1_795_000_000_123_456,
+        "test.values",
+        "info",
+        "user",
+        "42",
+        'Ana "quoted" ✓',
+        None,
+        "6f1c1c8e-3a6e-4b8e-9a43-1d2f6f0d8c11",
+        None,
+        "req-1",
+        {"b": [1, 2.5, None], "a": {"é": "\n"}},
+    )
+    document = chain.entry_document(*values)
+    assert f"[{chain.FORMAT_VERSION},77,{document[1:]}".encode() == chain.canonical_values(77, *values)
+
+
+@pytest.mark.django_db
+def test_the_hmac_key_is_not_stored_in_the_database(globex: Any) -> None:
+    from django.conf import settings
+
+    from apps.tenants.access import workspace_schema
+
+    with workspace_schema(globex), connection.cursor() as cursor:
+        journal_append(kind="test.typed", payload={"count": 1, "name": "keyed"})
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'audit_journal_append'")
+        sources = [row[0] for row in cursor.fetchall()]
+    assert sources
+    assert not any(str(settings.JOURNAL_HMAC_KEY) in source for source in sources)
