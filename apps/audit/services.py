@@ -175,7 +175,7 @@ def journal_append(
 
 
 def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> list[JournalEntry]:
-    """Append several entries in one transaction (one lock; COPY for large batches)."""
+    """Append several entries in one transaction (one statement)."""
     default_actor = current_actor()
     default_request_id = current_request_id()
     prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
@@ -226,53 +226,86 @@ def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> lis
     statement, so no writer ever holds the head across a round trip (see migration
     audit/0005). Standalone, that statement is the whole transaction; ``async_commit`` is
     only for that case (see _append_standalone)."""
-    now = timezone.now()
-    ts = chain.timestamp_micros(now)
-    documents = [
-        chain.entry_document(
-            ts,
-            item.kind,
-            item.severity,
-            item.actor.kind,
-            item.actor.id,
-            item.actor.label,
-            item.crew_id,
-            item.mission_id,
-            item.agent_id,
-            item.request_id,
-            item.payload,
-        )
-        for item in prepared
-    ]
+    batch = JournalBatch(schema, timezone.now(), prepared)
     with _raw_cursor() as cursor:
-        cursor.execute(_append_sql(schema), [chain.key(), async_commit, now, documents], prepare=True)
+        cursor.execute(_append_sql(schema), [chain.key(), async_commit, batch.now, batch.documents()], prepare=True)
         rows = cursor.fetchall()
     if len(rows) != len(prepared):
         raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
-    # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
-    return [
-        JournalEntry.from_db(
-            "default",
-            _COLUMNS,
-            (
-                seq,
-                now,
+    return batch.entries([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows])
+
+
+@dataclass(frozen=True)
+class JournalBatch:
+    """Entries on their way into a statement of another app that journals through the
+    schema's append function itself (the budgets' reserve and close functions): the
+    documents that function takes, and the entries it wrote, from what it returns."""
+
+    schema: str
+    now: datetime
+    prepared: list[_Prepared]
+
+    @classmethod
+    def of(cls, entries: Sequence[NewEntry | Mapping[str, Any]]) -> JournalBatch:
+        """Validate ``entries`` (ValidationFailed, as journal_append_many) for the active workspace."""
+        default_actor, default_request_id = current_actor(), current_request_id()
+        prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
+        return cls(_schema_name(), timezone.now(), prepared)
+
+    def documents(self) -> list[str]:
+        ts = chain.timestamp_micros(self.now)
+        return [
+            chain.entry_document(
+                ts,
                 item.kind,
                 item.severity,
                 item.actor.kind,
                 item.actor.id,
                 item.actor.label,
-                uuid.UUID(item.crew_id) if item.crew_id else None,
-                uuid.UUID(item.mission_id) if item.mission_id else None,
-                uuid.UUID(item.agent_id) if item.agent_id else None,
+                item.crew_id,
+                item.mission_id,
+                item.agent_id,
                 item.request_id,
                 item.payload,
-                prev_hash,
-                digest,
-            ),
-        )
-        for item, (seq, prev_hash, digest) in zip(prepared, rows, strict=True)
-    ]
+            )
+            for item in self.prepared
+        ]
+
+    def entries(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> list[JournalEntry]:
+        if not (len(seqs) == len(prev_hashes) == len(hashes) == len(self.prepared)):
+            raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
+        now = self.now
+        # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
+        return [
+            JournalEntry.from_db(
+                "default",
+                _COLUMNS,
+                (
+                    seq,
+                    now,
+                    item.kind,
+                    item.severity,
+                    item.actor.kind,
+                    item.actor.id,
+                    item.actor.label,
+                    uuid.UUID(item.crew_id) if item.crew_id else None,
+                    uuid.UUID(item.mission_id) if item.mission_id else None,
+                    uuid.UUID(item.agent_id) if item.agent_id else None,
+                    item.request_id,
+                    item.payload,
+                    prev_hash,
+                    digest,
+                ),
+            )
+            for item, seq, prev_hash, digest in zip(self.prepared, seqs, prev_hashes, hashes, strict=True)
+        ]
+
+    def publish(self, written: list[JournalEntry]) -> None:
+        """To live subscribers, once the writing transaction has committed."""
+        if _db().in_atomic_block:
+            transaction.on_commit(lambda: live.publish(self.schema, written))
+        else:
+            live.publish(self.schema, written)
 
 
 class _Writer:

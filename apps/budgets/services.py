@@ -26,6 +26,7 @@ Running totals are a cache of the ledger, kept in the same transaction;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import uuid
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
@@ -43,15 +45,16 @@ from django.db import connection as _connection
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
-from apps.audit.services import NewEntry, journal_append_many
+from apps.audit.chain import key as chain_key
+from apps.audit.services import JournalBatch, NewEntry, journal_append_many
 from apps.core.context import current_actor
-from apps.core.db import ASYNC_COMMIT_CTE
+from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier
 from apps.core.errors import Conflict, GovernanceUnavailable, ValidationFailed
 from apps.core.money import format_usd
 
 from .errors import BudgetExceeded
 from .models import AlertLevel, Budget, Mode, Scope, Window
-from .windows import window_from_key
+from .windows import window_for, window_from_key
 
 connection: Any = _connection
 
@@ -510,6 +513,202 @@ def _uuid_or_none(value: uuid.UUID | None) -> str | None:
     return str(value) if value else None
 
 
+# --- the one-statement path -------------------------------------------------------------------
+# A reservation or close that we own the transaction of is one statement: the schema's
+# budgets_reserve / budgets_close function (migration budgets/0004) locks, checks, writes the
+# ledger and the totals, and journals, with the caller's companion statement alongside. The
+# shared rows (workspace and crew windows, the journal head) are then locked for the
+# server's work only. Anything the function does not decide by itself - budgets that changed
+# since this process last saw them, a budget that blocks, a budget past its warning
+# threshold when the charge depends on it - makes it raise with nothing written, and the
+# general path below (the same rules, decided in Python under the same locks) takes over.
+
+_FAST_STALE, _FAST_BLOCKED, _FAST_WARNED, _FAST_NO_COMPANION = "QDB01", "QDB02", "QDB03", "QDB04"
+_FAST_FALLBACK = {_FAST_STALE, _FAST_BLOCKED, _FAST_WARNED}
+
+_RESERVE_CALL = (
+    "SELECT * FROM {s}.budgets_reserve(%b, %s, %s, %s::uuid, %s::uuid, %s::uuid, %s::bigint, %s::text[], %s, "
+    "%s::jsonb, %b::text[])"
+)
+_CLOSE_CALL = (
+    "SELECT * FROM {s}.budgets_close(%b, %s, %s, %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
+    "%s::bigint, %s::bigint, %s::jsonb, %b::text[])"
+)
+
+# The budgets that applied to a scope chain when this process last reserved for it, per
+# database and schema. Only a hint: the function checks it against the budgets it finds.
+_LinesKey = tuple[str, str, uuid.UUID | None, uuid.UUID | None, uuid.UUID | None]
+_lines_seen: dict[_LinesKey, tuple[BudgetLine, ...]] = {}
+_LINES_SEEN_MAX = 10_000
+
+
+def _lines_key(scopes: Scopes) -> _LinesKey:
+    return (
+        str(connection.settings_dict["NAME"]),
+        str(connection.schema_name),
+        scopes.crew_id,
+        scopes.mission_id,
+        scopes.agent_id,
+    )
+
+
+def _remember_lines(scopes: Scopes, lines: Sequence[BudgetLine]) -> None:
+    if len(_lines_seen) >= _LINES_SEEN_MAX:
+        _lines_seen.clear()
+    _lines_seen[_lines_key(scopes)] = tuple(lines)
+
+
+def _in_window(line: BudgetLine, at: datetime, mission_id: uuid.UUID | None) -> BudgetLine:
+    span = window_for(line.window, at, mission_id)
+    if span.key == line.window_key:
+        return line
+    return dataclasses.replace(line, window_key=span.key, window_start=span.start, window_end=span.end)
+
+
+def _fingerprint(line: BudgetLine) -> str:
+    """What the function compares: budget, window and the numbers it enforces."""
+    warn = "-" if line.warn_percent is None else line.warn_percent
+    return f"{line.budget_id}|{line.window_key}|{line.limit_microusd}|{warn}|{line.block_percent}"
+
+
+def _ledger_json(params: list[Any]) -> bytes:
+    return orjson.dumps(dict(zip(_LEDGER_COLUMNS, params, strict=True)))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
+
+
+def _with_companion(call: str, companion: Companion | None, *, required: bool) -> tuple[str, list[Any]]:
+    if companion is None:
+        return f"SELECT r.*, NULL::bigint FROM ({call}) AS r", []  # noqa: S608  (our own statement)
+    abort = (
+        f" CASE WHEN (SELECT count(*) FROM c) = 0 THEN {_schema()}.budgets_abort('{_FAST_NO_COMPANION}', "  # noqa: S608
+        "'the companion statement wrote nothing') END"
+        if required
+        else " NULL::bigint"
+    )
+    sql = f"WITH r AS MATERIALIZED ({call}), c AS ({companion.sql}) SELECT r.*, (SELECT count(*) FROM c),{abort} FROM r"  # noqa: S608  (our own statements)
+    return sql, list(companion.params)
+
+
+def _fast_reserve(
+    scopes: Scopes,
+    charge_or_fn: Charge | ChargeFor,
+    request_id: str,
+    note: str,
+    async_commit: bool,
+    companion: CompanionFor | None,
+    companion_required: bool,
+) -> ReserveOutcome | None:
+    """The reservation in one statement, or None: take the general path."""
+    seen = _lines_seen.get(_lines_key(scopes))
+    if seen is None:
+        return None
+    now = timezone.now()
+    lines = tuple(_in_window(line, now, scopes.mission_id) for line in seen)
+    guard_warning = callable(charge_or_fn)
+    if callable(charge_or_fn):
+        # The charge depends on the states only through their warning thresholds; the
+        # function refuses (and the general path decides) if any budget is past one.
+        quiet = tuple(BudgetState(line=line, spent_microusd=0, reserved_microusd=0) for line in lines)
+        if any(state.past_warning for state in quiet):
+            return None
+        charge = charge_or_fn(quiet)
+    else:
+        charge = charge_or_fn
+    if charge.amount_microusd < 0:
+        raise ValidationFailed("A reservation cannot be negative.")
+    reservation_id = uuid.uuid4()
+    ledger = _ledger_params(
+        kind="reservation",
+        reservation_id=reservation_id,
+        request_id=request_id,
+        scopes=scopes,
+        pricing=charge.pricing,
+        tokens=Tokens(input=charge.input_tokens),
+        reserved=charge.amount_microusd,
+        requested=charge.amount_microusd,
+        lines=lines,
+        note=note,
+    )
+    batch = JournalBatch.of(
+        [
+            *charge.journal,
+            _entry("budget.reserved", _reserved_payload(reservation_id, charge, lines), scopes, request_id),
+        ]
+    )
+    call = _RESERVE_CALL.replace("{s}", _schema())
+    sql, extra = _with_companion(
+        call,
+        companion(reservation_id, None, charge) if companion is not None else None,
+        required=companion_required,
+    )
+    params = [
+        chain_key(),
+        async_commit,
+        now,
+        scopes.crew_id,
+        scopes.mission_id,
+        scopes.agent_id,
+        charge.amount_microusd,
+        [_fingerprint(line) for line in lines],
+        guard_warning,
+        _ledger_json(ledger).decode(),
+        batch.documents(),
+        *extra,
+    ]
+    try:
+        with _raw_cursor() as cursor:
+            cursor.execute(sql, params, prepare=True)
+            row = cursor.fetchone()
+    except DatabaseError as exc:
+        state = _sqlstate(exc)
+        if state in _FAST_FALLBACK:
+            if state == _FAST_STALE:
+                _lines_seen.pop(_lines_key(scopes), None)
+            return None
+        if state == _FAST_NO_COMPANION:
+            return ReserveOutcome(reservation=None, exceeded=None, states=(), charge=charge, companion_rows=0)
+        raise
+    ledger_id, reserved, spent, seqs, prev_hashes, hashes, companion_rows = row[:7]
+    states = tuple(
+        BudgetState(line=line, spent_microusd=int(s), reserved_microusd=int(r))
+        for line, r, s in zip(lines, reserved, spent, strict=True)
+    )
+    batch.publish(batch.entries(seqs, prev_hashes, hashes))
+    reservation = Reservation(
+        id=reservation_id,
+        amount_microusd=charge.amount_microusd,
+        lines=lines,
+        scopes=scopes,
+        request_id=request_id,
+        pricing=charge.pricing,
+        ledger_entry_id=int(ledger_id),
+    )
+    return ReserveOutcome(
+        reservation=reservation,
+        exceeded=None,
+        states=states,
+        charge=charge,
+        companion_rows=None if companion is None else int(companion_rows),
+    )
+
+
+def _reserved_payload(reservation_id: uuid.UUID, charge: Charge, lines: Sequence[BudgetLine]) -> dict[str, Any]:
+    return {
+        "reservation_id": str(reservation_id),
+        "amount_microusd": charge.amount_microusd,
+        "budget_ids": [line.budget_id for line in lines],
+        "window_keys": [line.window_key for line in lines],
+        "model": charge.pricing.model,
+        "price_id": charge.pricing.price_id,
+        "price_version": charge.pricing.price_version,
+        "input_tokens": charge.input_tokens,
+        "max_tokens": charge.max_tokens,
+    }
+
+
 # --- reserve ------------------------------------------------------------------------------------
 
 
@@ -522,6 +721,7 @@ def budget_try_reserve(
     note: str = "",
     async_commit: bool = False,
     companion: CompanionFor | None = None,
+    companion_required: bool = False,
 ) -> ReserveOutcome:
     """Reserve a call's worst case against every applicable budget, in one transaction.
 
@@ -535,14 +735,39 @@ def budget_try_reserve(
     ``async_commit`` (only for a transaction the caller owns and commits right after): do
     not wait for the WAL flush at commit; call ``durability_barrier()`` before acting on the
     reservation instead (``budget_reserve`` and the gateway do). ``companion`` adds one
-    statement of the caller's to the write (see ``Companion``).
+    statement of the caller's to the write (see ``Companion``); with ``companion_required``
+    (only for a transaction we own), a companion that writes no row undoes everything and
+    the outcome has neither a reservation nor an error, and ``companion_rows == 0``.
+
+    Outside a caller's transaction this is usually one statement (see ``_fast_reserve``).
     """
-    return _retrying(lambda: _try_reserve(scopes, charge, request_id, replaces, note, async_commit, companion))
+    if not connection.in_atomic_block and replaces is None:
+        outcome = _fast_reserve(scopes, charge, request_id, note, async_commit, companion, companion_required)
+        if outcome is not None:
+            return outcome
+    try:
+        return _retrying(
+            lambda: _try_reserve(
+                scopes, charge, request_id, replaces, note, async_commit, companion, companion_required
+            )
+        )
+    except _CompanionWroteNothing as nothing:
+        return ReserveOutcome(reservation=None, exceeded=None, states=(), charge=nothing.charge, companion_rows=0)
+
+
+class _CompanionWroteNothing(Exception):
+    def __init__(self, charge: Charge) -> None:
+        super().__init__("the companion statement wrote nothing")
+        self.charge = charge
 
 
 def budget_reserve(*, scopes: Scopes, charge: Charge | ChargeFor, request_id: str = "", note: str = "") -> Reservation:
-    """``budget_try_reserve`` that raises ``BudgetExceeded`` (after the blocked row committed)."""
-    outcome = budget_try_reserve(scopes=scopes, charge=charge, request_id=request_id, note=note)
+    """``budget_try_reserve`` that raises ``BudgetExceeded`` (after the blocked row committed).
+    In a transaction of its own, the reservation is on disk when this returns."""
+    own = not connection.in_atomic_block
+    outcome = budget_try_reserve(scopes=scopes, charge=charge, request_id=request_id, note=note, async_commit=own)
+    if own and outcome.reservation is not None and durable_reservations():
+        durability_barrier()
     if outcome.exceeded is not None:
         raise outcome.exceeded
     assert outcome.reservation is not None
@@ -557,6 +782,7 @@ def _try_reserve(
     note: str,
     async_commit: bool,
     companion: CompanionFor | None,
+    companion_required: bool = False,
 ) -> ReserveOutcome:
     now = timezone.now()
     with transaction.atomic(savepoint=False), _raw_cursor() as cursor:
@@ -564,6 +790,8 @@ def _try_reserve(
         locked = _lock_windows(cursor, scopes, now, replaces.lines if replaces is not None else ())
         freed = {(line.budget_id, line.window_key) for line in replaces.lines} if replaces is not None else set()
         lines = [item.line for item in locked if item.current]
+        if replaces is None:
+            _remember_lines(scopes, lines)
         states = tuple(
             BudgetState(
                 line=item.line,
@@ -587,6 +815,8 @@ def _try_reserve(
             exceeded, companion_rows = _block(
                 cursor, scopes, charge, request_id, reservation_id, lines, blocking, note, async_commit, companion
             )
+            if companion_required and companion_rows == 0:
+                raise _CompanionWroteNothing(charge)
             return ReserveOutcome(
                 reservation=None, exceeded=exceeded, states=states, charge=charge, companion_rows=companion_rows
             )
@@ -631,17 +861,9 @@ def _try_reserve(
             durable=not async_commit,
             companion=companion(reservation_id, None, charge) if companion is not None else None,
         )
-        payload: dict[str, Any] = {
-            "reservation_id": str(reservation_id),
-            "amount_microusd": charge.amount_microusd,
-            "budget_ids": [line.budget_id for line in lines],
-            "window_keys": [line.window_key for line in lines],
-            "model": charge.pricing.model,
-            "price_id": charge.pricing.price_id,
-            "price_version": charge.pricing.price_version,
-            "input_tokens": charge.input_tokens,
-            "max_tokens": charge.max_tokens,
-        }
+        if companion_required and companion_rows == 0:
+            raise _CompanionWroteNothing(charge)
+        payload = _reserved_payload(reservation_id, charge, lines)
         if replaces is not None:
             payload["replaced_reservation_id"] = str(replaces.id)
         journal_append_many(entries=[*charge.journal, _entry("budget.reserved", payload, scopes, request_id)])
@@ -784,6 +1006,10 @@ def budget_settle(
     if amount_microusd < 0:
         raise ValidationFailed("A settlement cannot be negative.")
     asynchronous = _async_close(async_commit)
+    if not connection.in_atomic_block:
+        return _fast_close(
+            reservation, "settlement", amount_microusd, tokens, pricing, journal, note, "", asynchronous, companion
+        )
     return _retrying(
         lambda: _close(
             reservation, "settlement", amount_microusd, tokens, pricing, journal, note, "", asynchronous, companion
@@ -802,6 +1028,8 @@ def budget_release(
 ) -> Settlement:
     """Give the reservation back without spend (the call failed or was not made)."""
     asynchronous = _async_close(async_commit)
+    if not connection.in_atomic_block:
+        return _fast_close(reservation, "release", 0, Tokens(), None, journal, note, reason, asynchronous, companion)
     return _retrying(
         lambda: _close(reservation, "release", 0, Tokens(), None, journal, note, reason, asynchronous, companion)
     )
@@ -863,39 +1091,7 @@ def _close(
             )
             for line in reservation.lines
         )
-        entries = list(journal)
-        if kind == "settlement":
-            payload: dict[str, Any] = {
-                "reservation_id": str(reservation.id),
-                "amount_microusd": amount,
-                "released_microusd": max(0, reservation.amount_microusd - amount),
-                "model": pricing.model,
-                "price_id": pricing.price_id,
-                "price_version": pricing.price_version,
-                "input_tokens": tokens.input,
-                "output_tokens": tokens.output,
-                "cache_read_tokens": tokens.cache_read,
-                "cache_write_tokens": tokens.cache_write,
-            }
-            if amount > reservation.amount_microusd:
-                # The provider billed more than the worst case we estimated; the ledger keeps
-                # the truth and the next reservation sees it.
-                payload["overrun_microusd"] = amount - reservation.amount_microusd
-            entries.append(_entry("budget.settled", payload, scopes, reservation.request_id))
-        else:
-            entries.append(
-                _entry(
-                    "budget.released",
-                    {
-                        "reservation_id": str(reservation.id),
-                        "released_microusd": reservation.amount_microusd,
-                        "reason": reason[:500],
-                        "model": pricing.model,
-                    },
-                    scopes,
-                    reservation.request_id,
-                )
-            )
+        entries = _close_entries(reservation, kind, amount, tokens, pricing, journal, reason)
         journal_append_many(entries=entries)
         if amount:
             for state in states:
@@ -908,6 +1104,132 @@ def _close(
             states=states,
             companion_rows=companion_rows,
         )
+
+
+def _close_entries(
+    reservation: Reservation,
+    kind: str,
+    amount: int,
+    tokens: Tokens,
+    pricing: Pricing,
+    journal: Sequence[NewEntry],
+    reason: str,
+) -> list[NewEntry]:
+    scopes = reservation.scopes
+    entries = list(journal)
+    if kind == "settlement":
+        payload: dict[str, Any] = {
+            "reservation_id": str(reservation.id),
+            "amount_microusd": amount,
+            "released_microusd": max(0, reservation.amount_microusd - amount),
+            "model": pricing.model,
+            "price_id": pricing.price_id,
+            "price_version": pricing.price_version,
+            "input_tokens": tokens.input,
+            "output_tokens": tokens.output,
+            "cache_read_tokens": tokens.cache_read,
+            "cache_write_tokens": tokens.cache_write,
+        }
+        if amount > reservation.amount_microusd:
+            # The provider billed more than the worst case we estimated; the ledger keeps
+            # the truth and the next reservation sees it.
+            payload["overrun_microusd"] = amount - reservation.amount_microusd
+        entries.append(_entry("budget.settled", payload, scopes, reservation.request_id))
+    else:
+        entries.append(
+            _entry(
+                "budget.released",
+                {
+                    "reservation_id": str(reservation.id),
+                    "released_microusd": reservation.amount_microusd,
+                    "reason": reason[:500],
+                    "model": pricing.model,
+                },
+                scopes,
+                reservation.request_id,
+            )
+        )
+    return entries
+
+
+def _fast_close(
+    reservation: Reservation,
+    kind: str,
+    amount: int,
+    tokens: Tokens,
+    pricing: Pricing | None,
+    journal: Sequence[NewEntry],
+    note: str,
+    reason: str,
+    async_commit: bool,
+    companion: Companion | None,
+) -> Settlement:
+    """A settlement or release in one statement (see budgets_close, migration budgets/0004)."""
+    pricing = pricing or reservation.pricing
+    scopes = reservation.scopes
+    lines = sorted(reservation.lines, key=lambda line: (line.budget_id, line.window_key))
+    ledger = _ledger_params(
+        kind=kind,
+        reservation_id=reservation.id,
+        request_id=reservation.request_id,
+        scopes=scopes,
+        pricing=pricing,
+        tokens=tokens,
+        amount=amount,
+        reserved=-reservation.amount_microusd,
+        lines=reservation.lines,
+        note=note or reason,
+    )
+    batch = JournalBatch.of(_close_entries(reservation, kind, amount, tokens, pricing, journal, reason))
+    sql, extra = _with_companion(_CLOSE_CALL.replace("{s}", _schema()), companion, required=False)
+    params = [
+        chain_key(),
+        async_commit,
+        batch.now,
+        [line.budget_id for line in lines],
+        [line.window_key for line in lines],
+        [line.window_start for line in lines],
+        [line.window_end for line in lines],
+        -reservation.amount_microusd,
+        amount,
+        _ledger_json(ledger).decode(),
+        batch.documents(),
+        *extra,
+    ]
+    try:
+        with _raw_cursor() as cursor:
+            cursor.execute(sql, params, prepare=True)
+            row = cursor.fetchone()
+    except IntegrityError as exc:
+        raise Conflict(
+            "This reservation was already settled or released.",
+            code="reservation_closed",
+            details={"reservation_id": str(reservation.id)},
+        ) from exc
+    ledger_id, reserved, spent, seqs, prev_hashes, hashes, companion_rows = row[:7]
+    batch.publish(batch.entries(seqs, prev_hashes, hashes))
+    states = tuple(
+        BudgetState(line=line, reserved_microusd=int(r), spent_microusd=int(s))
+        for line, r, s in zip(lines, reserved, spent, strict=True)
+    )
+    if amount and any(_alert_due(state) for state in states):
+        with transaction.atomic(), _raw_cursor() as cursor:
+            for state in states:
+                _check_thresholds(cursor, state)
+    return Settlement(
+        reservation_id=reservation.id,
+        amount_microusd=amount,
+        released_microusd=reservation.amount_microusd,
+        ledger_entry_id=int(ledger_id),
+        states=states,
+        companion_rows=None if companion is None else int(companion_rows),
+    )
+
+
+def _alert_due(state: BudgetState) -> bool:
+    line = state.line
+    warn_at = line.warn_at
+    return state.spent_microusd >= line.limit_microusd or (warn_at is not None and state.spent_microusd >= warn_at)
 
 
 # --- thresholds and notifications ---------------------------------------------------------------

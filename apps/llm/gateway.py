@@ -261,14 +261,27 @@ def _admit(
     def insert_record(reservation_id: uuid.UUID | None, exceeded: BudgetExceeded | None, _charge: Charge) -> Companion:
         return _call_record(_CALL_INSERT, _call_row(reservation_id, exceeded, chosen, scopes, request_id))
 
-    # Fast path: a new request id. Reserve and record the call in one transaction.
+    # Fast path: a new request id. Reserve and record the call in one transaction (when the
+    # gateway owns it, one statement: a record that already exists undoes the reservation).
     try:
-        with transaction.atomic():
+        if own:
             outcome = budget_try_reserve(
-                scopes=scopes, charge=charge, request_id=request_id, async_commit=own, companion=insert_record
+                scopes=scopes,
+                charge=charge,
+                request_id=request_id,
+                async_commit=True,
+                companion=insert_record,
+                companion_required=True,
             )
             if outcome.companion_rows == 0:
                 raise _Duplicate  # ON CONFLICT DO NOTHING: the request id exists
+        else:
+            with transaction.atomic():
+                outcome = budget_try_reserve(
+                    scopes=scopes, charge=charge, request_id=request_id, async_commit=False, companion=insert_record
+                )
+                if outcome.companion_rows == 0:
+                    raise _Duplicate  # rolls the reservation back with the caller's savepoint
         return _admitted_or_raise(outcome, chosen)
     except _Duplicate:
         pass
