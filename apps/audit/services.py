@@ -246,11 +246,12 @@ class JournalBatch:
     prepared: list[_Prepared]
 
     @classmethod
-    def of(cls, entries: Sequence[NewEntry | Mapping[str, Any]]) -> JournalBatch:
-        """Validate ``entries`` (ValidationFailed, as journal_append_many) for the active workspace."""
+    def of(cls, entries: Sequence[NewEntry | Mapping[str, Any]], *, now: datetime | None = None) -> JournalBatch:
+        """Validate ``entries`` (ValidationFailed, as journal_append_many) for the active
+        workspace. ``now`` is their time: the statement must pass the same to the function."""
         default_actor, default_request_id = current_actor(), current_request_id()
         prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
-        return cls(_schema_name(), timezone.now(), prepared)
+        return cls(_schema_name(), now or timezone.now(), prepared)
 
     def documents(self) -> list[str]:
         ts = chain.timestamp_micros(self.now)

@@ -632,12 +632,8 @@ def _fast_reserve(
         lines=lines,
         note=note,
     )
-    batch = JournalBatch.of(
-        [
-            *charge.journal,
-            _entry("budget.reserved", _reserved_payload(reservation_id, charge, lines), scopes, request_id),
-        ]
-    )
+    reserved_entry = _entry("budget.reserved", _reserved_payload(reservation_id, charge, lines), scopes, request_id)
+    batch = JournalBatch.of([*charge.journal, reserved_entry], now=now)
     call = _RESERVE_CALL.replace("{s}", _schema())
     sql, extra = _with_companion(
         call,

@@ -136,8 +136,8 @@ BEGIN
             updated_at = EXCLUDED.updated_at
         RETURNING tot.budget_id, tot.window_key, tot.reserved_microusd, tot.spent_microusd
     )
-    SELECT array_agg(up.reserved_microusd ORDER BY up.budget_id, up.window_key),
-           array_agg(up.spent_microusd ORDER BY up.budget_id, up.window_key)
+    SELECT coalesce(array_agg(up.reserved_microusd ORDER BY up.budget_id, up.window_key), '{}'),
+           coalesce(array_agg(up.spent_microusd ORDER BY up.budget_id, up.window_key), '{}')
     INTO reserved, spent FROM up;
     SELECT array_agg(j.out_seq ORDER BY j.out_seq), array_agg(j.out_prev_hash ORDER BY j.out_seq),
            array_agg(j.out_hash ORDER BY j.out_seq)
