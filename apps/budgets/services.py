@@ -1051,20 +1051,8 @@ def _close(
     companion: Companion | None = None,
 ) -> Settlement:
     pricing = pricing or reservation.pricing
-    scopes = reservation.scopes
     with transaction.atomic(savepoint=False), _raw_cursor() as cursor:
-        row = _ledger_params(
-            kind=kind,
-            reservation_id=reservation.id,
-            request_id=reservation.request_id,
-            scopes=scopes,
-            pricing=pricing,
-            tokens=tokens,
-            amount=amount,
-            reserved=-reservation.amount_microusd,
-            lines=reservation.lines,
-            note=note or reason,
-        )
+        row = _close_ledger_row(reservation, kind, amount, tokens, pricing, note or reason)
         deltas = {
             (line.budget_id, line.window_key): (line, -reservation.amount_microusd, amount)
             for line in reservation.lines
@@ -1100,6 +1088,24 @@ def _close(
             states=states,
             companion_rows=companion_rows,
         )
+
+
+def _close_ledger_row(
+    reservation: Reservation, kind: str, amount: int, tokens: Tokens, pricing: Pricing, note: str
+) -> list[Any]:
+    """The settlement or release row: the actual spend, and the reservation given back."""
+    return _ledger_params(
+        kind=kind,
+        reservation_id=reservation.id,
+        request_id=reservation.request_id,
+        scopes=reservation.scopes,
+        pricing=pricing,
+        tokens=tokens,
+        amount=amount,
+        reserved=-reservation.amount_microusd,
+        lines=reservation.lines,
+        note=note,
+    )
 
 
 def _close_entries(
@@ -1162,20 +1168,8 @@ def _fast_close(
 ) -> Settlement:
     """A settlement or release in one statement (see budgets_close, migration budgets/0004)."""
     pricing = pricing or reservation.pricing
-    scopes = reservation.scopes
     lines = sorted(reservation.lines, key=lambda line: (line.budget_id, line.window_key))
-    ledger = _ledger_params(
-        kind=kind,
-        reservation_id=reservation.id,
-        request_id=reservation.request_id,
-        scopes=scopes,
-        pricing=pricing,
-        tokens=tokens,
-        amount=amount,
-        reserved=-reservation.amount_microusd,
-        lines=reservation.lines,
-        note=note or reason,
-    )
+    ledger = _close_ledger_row(reservation, kind, amount, tokens, pricing, note or reason)
     batch = JournalBatch.of(_close_entries(reservation, kind, amount, tokens, pricing, journal, reason))
     sql, extra = _with_companion(_CLOSE_CALL.replace("{s}", _schema()), companion, required=False)
     params = [
