@@ -147,15 +147,29 @@ def entry_document(
 
 
 def hasher() -> Callable[[str, bytes], str]:
-    """A fast ``(prev_hash, canonical) -> hash`` bound to the current key (the one-shot
-    ``hmac.digest`` runs entirely in OpenSSL; verification calls this for every entry)."""
+    """A fast ``(prev_hash, canonical) -> hash`` bound to the current key; verification calls
+    it for every entry. HMAC-SHA256 (RFC 2104) from the two keyed SHA-256 states computed
+    once here, so each entry costs two state copies instead of keying OpenSSL's HMAC anew."""
     key = _key()
-    digest = hmac.digest
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(key.translate(_IPAD))
+    outer = hashlib.sha256(key.translate(_OPAD))
 
     def entry_hash(prev_hash: str, body: bytes) -> str:
-        return digest(key, prev_hash.encode() + b"\n" + body, "sha256").hex()
+        digest = inner.copy()
+        digest.update(prev_hash.encode() + b"\n" + body)
+        result = outer.copy()
+        result.update(digest.digest())
+        return result.hexdigest()
 
     return entry_hash
+
+
+_BLOCK = hashlib.sha256().block_size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def entry_hash(prev_hash: str, body: bytes) -> str:

@@ -8,6 +8,7 @@ benchmark journal itself stays valid run after run. The last line of output is J
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -113,8 +114,11 @@ class Command(BaseCommand):
         live.flush(timeout=30)
 
         journal_checkpoint()
-        clean = journal_verify()
-        self.stdout.write(f"verify: {clean.entries} entries in {clean.seconds:.2f}s ({'OK' if clean.ok else 'FAILED'})")
+        clean = journal_verify(jobs=os.cpu_count() or 1)
+        self.stdout.write(
+            f"verify: {clean.entries} entries in {clean.seconds:.2f}s with {os.cpu_count() or 1} processes "
+            f"({'OK' if clean.ok else 'FAILED'})"
+        )
 
         tamper = {
             "edited_payload": self._tampered(_edit_payload),

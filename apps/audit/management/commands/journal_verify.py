@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--workspace", help="workspace slug (default: every active workspace)")
         parser.add_argument("--json", action="store_true", help="print one JSON object per workspace")
         parser.add_argument(
+            "--jobs",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="processes recomputing the hashes of a long journal (default: one per CPU)",
+        )
+        parser.add_argument(
             "--no-exported", action="store_true", help="ignore the checkpoint files outside the database"
         )
 
@@ -26,7 +33,7 @@ class Command(BaseCommand):
         failed = False
         for workspace in selected_workspaces(options.get("workspace")):
             with workspace_schema(workspace):
-                result = journal_verify(use_exported=not options["no_exported"])
+                result = journal_verify(use_exported=not options["no_exported"], jobs=max(1, options["jobs"]))
             if options["json"]:
                 self.stdout.write(json.dumps({"workspace": workspace.slug, **result.as_dict()}))
             elif result.ok:
