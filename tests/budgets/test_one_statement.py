@@ -110,3 +110,24 @@ def test_a_budget_created_after_the_last_reservation_is_enforced_at_once(acme: W
 
     exceeded = on_thread(acme, calls)
     assert exceeded.scope == "mission"
+
+
+def test_a_refused_one_statement_reservation_leaves_no_row_and_no_charge(acme: Workspace) -> None:
+    """The function writes the ledger row before it locks and charges the windows; when a
+    budget then blocks, everything it did is undone and the general path records the block."""
+    scopes = Scopes(crew_id=uuid.uuid4(), mission_id=uuid.uuid4(), agent_id=uuid.uuid4())
+
+    def calls() -> tuple[list[str], int]:
+        budget = budget_create(name="tight agent", scope="agent", scope_id=scopes.agent_id, window="hour",
+                               limit_microusd=5_000, mode="hard")  # fmt: skip
+        budget_reserve(scopes=scopes, charge=charge(3_000), request_id="fits")  # learns the budgets
+        with pytest.raises(BudgetExceeded):
+            budget_reserve(scopes=scopes, charge=charge(3_000), request_id="too-much")
+        kinds = list(
+            LedgerEntry.objects.filter(mission_id=scopes.mission_id).order_by("id").values_list("kind", flat=True)
+        )
+        return kinds, BudgetTotal.objects.get(budget=budget).reserved_microusd
+
+    kinds, reserved = on_thread(acme, calls)
+    assert kinds == ["reservation", "blocked"]
+    assert reserved == 3_000
