@@ -28,13 +28,9 @@ _MICROSECOND = timedelta(microseconds=1)
 _SORT = orjson.OPT_SORT_KEYS
 
 
-def _key() -> bytes:
-    return str(settings.JOURNAL_HMAC_KEY).encode()
-
-
 def key() -> bytes:
-    """The HMAC key, for the database's append function (a bound parameter of each call)."""
-    return _key()
+    """The HMAC key (also for the database's append function, a bound parameter of each call)."""
+    return str(settings.JOURNAL_HMAC_KEY).encode()
 
 
 def timestamp_micros(value: datetime) -> int:
@@ -43,7 +39,7 @@ def timestamp_micros(value: datetime) -> int:
 
 def genesis_hash(schema_name: str, journal_id: object) -> str:
     message = f"quarterdeck-journal-genesis|{schema_name}|{journal_id or ''}".encode()
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+    return hmac.new(key(), message, hashlib.sha256).hexdigest()
 
 
 def canonical(
@@ -150,12 +146,12 @@ def hasher() -> Callable[[str, bytes], str]:
     """A fast ``(prev_hash, canonical) -> hash`` bound to the current key; verification calls
     it for every entry. HMAC-SHA256 (RFC 2104) from the two keyed SHA-256 states computed
     once here, so each entry costs two state copies instead of keying OpenSSL's HMAC anew."""
-    key = _key()
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\0")
-    inner = hashlib.sha256(key.translate(_IPAD))
-    outer = hashlib.sha256(key.translate(_OPAD))
+    secret = key()
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    secret = secret.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(secret.translate(_IPAD))
+    outer = hashlib.sha256(secret.translate(_OPAD))
 
     def entry_hash(prev_hash: str, body: bytes) -> str:
         digest = inner.copy()
@@ -185,7 +181,7 @@ def checkpoint_message(
 
 
 def sign(message: bytes) -> str:
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+    return hmac.new(key(), message, hashlib.sha256).hexdigest()
 
 
 def signature_valid(message: bytes, signature: str) -> bool:

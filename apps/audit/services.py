@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
-from apps.core.db import durability_barrier
+from apps.core.db import durability_barrier, prepared_cursor
 from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
 
 from . import chain, checkpoints, live
@@ -124,6 +124,12 @@ def _prepare(entry: NewEntry | Mapping[str, Any], default_actor: Actor, default_
     )
 
 
+def _prepare_all(entries: Sequence[NewEntry | Mapping[str, Any]]) -> list[_Prepared]:
+    """Validate ``entries``, with the current actor and request id where they name none."""
+    default_actor, default_request_id = current_actor(), current_request_id()
+    return [_prepare(entry, default_actor, default_request_id) for entry in entries]
+
+
 def _db() -> Any:
     """The DatabaseWrapper itself: each attribute read through the ``connection`` proxy costs
     a thread-local lookup, and an append reads a dozen of them."""
@@ -176,9 +182,7 @@ def journal_append(
 
 def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> list[JournalEntry]:
     """Append several entries in one transaction (one statement)."""
-    default_actor = current_actor()
-    default_request_id = current_request_id()
-    prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
+    prepared = _prepare_all(entries)
     if not prepared:
         return []
     schema = _schema_name()
@@ -206,11 +210,10 @@ def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEn
 
     The append is one statement, which is the whole transaction. The threads of this process
     take turns per workspace, and how an append waits for the disk depends on that queue.
-    Alone, its commit waits for the disk depends on the queue. Alone, the commit itself waits for the
-    flush (one round trip in all). With other threads of this process queued behind it, it
-    commits without waiting, which frees the head at once, and waits for the flush after
-    letting the next one in (see apps.core.db): queued appenders then share their fsyncs
-    instead of each holding the head through its own.
+    Alone, the commit itself waits for the flush (one round trip in all). With other threads
+    of this process queued behind it, it commits without waiting, which frees the head at
+    once, and waits for the flush after letting the next one in (see apps.core.db): queued
+    appenders then share their fsyncs instead of each holding the head through its own.
     """
     writer = _writer(schema)
     with writer.turn() as queued:
@@ -227,7 +230,7 @@ def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> lis
     audit/0005). Standalone, that statement is the whole transaction; ``async_commit`` is
     only for that case (see _append_standalone)."""
     batch = JournalBatch(schema, timezone.now(), prepared)
-    with _raw_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_append_sql(schema), [chain.key(), async_commit, batch.now, batch.documents()], prepare=True)
         rows = cursor.fetchall()
     if len(rows) != len(prepared):
@@ -249,8 +252,7 @@ class JournalBatch:
     def of(cls, entries: Sequence[NewEntry | Mapping[str, Any]], *, now: datetime | None = None) -> JournalBatch:
         """Validate ``entries`` (ValidationFailed, as journal_append_many) for the active
         workspace. ``now`` is their time: the statement must pass the same to the function."""
-        default_actor, default_request_id = current_actor(), current_request_id()
-        prepared = [_prepare(entry, default_actor, default_request_id) for entry in entries]
+        prepared = _prepare_all(entries)
         return cls(_schema_name(), now or timezone.now(), prepared)
 
     def documents(self) -> list[str]:
@@ -350,32 +352,11 @@ def _writer(schema: str) -> _Writer:
     return writer
 
 
-# Appends bypass Django's cursor wrapper on purpose: django-tenants issues a SET search_path
-# round trip for every Django cursor. The function's name is qualified instead, and the
-# function qualifies its tables, so the search path does not matter.
+# The function's name is qualified with the schema, and the function qualifies its tables,
+# so the search path does not matter (see apps.core.db.prepared_cursor).
 @functools.lru_cache(maxsize=1024)
 def _append_sql(schema: str) -> str:
     return f'SELECT out_seq, out_prev_hash, out_hash FROM "{schema}".audit_journal_append(%b, %s, %s, %b)'  # noqa: S608
-
-
-@contextlib.contextmanager
-def _raw_cursor() -> Iterator[Any]:
-    """A psycopg cursor on Django's connection (server-side binding, so it can be prepared).
-
-    Django turns psycopg's preparation off for the whole connection (prepare_threshold=None);
-    it is switched on only around our own statement, whose text is the same on every call, so
-    Postgres parses and plans it once per connection.
-    """
-    db = _db()
-    db.ensure_connection()
-    conn = db.connection
-    saved = conn.prepare_threshold
-    conn.prepare_threshold = 0
-    try:
-        with psycopg.Cursor(conn) as cursor:
-            yield cursor
-    finally:
-        conn.prepare_threshold = saved
 
 
 # --- checkpoints ----------------------------------------------------------------------------

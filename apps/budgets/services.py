@@ -25,7 +25,6 @@ Running totals are a cache of the ledger, kept in the same transaction;
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -36,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-import psycopg
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 
@@ -48,7 +46,7 @@ from django_tenants.utils import get_public_schema_name
 from apps.audit.chain import key as chain_key
 from apps.audit.services import JournalBatch, NewEntry, journal_append_many
 from apps.core.context import current_actor
-from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier
+from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier, prepared_cursor
 from apps.core.errors import Conflict, GovernanceUnavailable, ValidationFailed
 from apps.core.money import format_usd
 
@@ -313,22 +311,6 @@ _TOTALS_CTE = (
     "updated_at = EXCLUDED.updated_at "
     "RETURNING tot.budget_id, tot.window_key, tot.reserved_microusd, tot.spent_microusd)"
 )
-
-
-# The hot statements bypass Django's cursor wrapper: django-tenants would send a SET
-# search_path before each cursor (a round trip), and a server-side-binding cursor lets psycopg
-# prepare them once per connection. Table names are qualified with the active schema.
-@contextlib.contextmanager
-def _raw_cursor() -> Iterator[Any]:
-    connection.ensure_connection()
-    conn = connection.connection
-    saved = conn.prepare_threshold
-    conn.prepare_threshold = 0  # Django turns preparation off; on only around our statements
-    try:
-        with connection.wrap_database_errors, psycopg.Cursor(conn) as cursor:
-            yield cursor
-    finally:
-        conn.prepare_threshold = saved
 
 
 def _schema() -> str:
@@ -620,18 +602,7 @@ def _fast_reserve(
     if charge.amount_microusd < 0:
         raise ValidationFailed("A reservation cannot be negative.")
     reservation_id = uuid.uuid4()
-    ledger = _ledger_params(
-        kind="reservation",
-        reservation_id=reservation_id,
-        request_id=request_id,
-        scopes=scopes,
-        pricing=charge.pricing,
-        tokens=Tokens(input=charge.input_tokens),
-        reserved=charge.amount_microusd,
-        requested=charge.amount_microusd,
-        lines=lines,
-        note=note,
-    )
+    ledger = _reservation_ledger_row(reservation_id, request_id, scopes, charge, lines, note)
     reserved_entry = _entry("budget.reserved", _reserved_payload(reservation_id, charge, lines), scopes, request_id)
     batch = JournalBatch.of([*charge.journal, reserved_entry], now=now)
     call = _RESERVE_CALL.replace("{s}", _schema())
@@ -655,7 +626,7 @@ def _fast_reserve(
         *extra,
     ]
     try:
-        with _raw_cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params, prepare=True)
             row = cursor.fetchone()
     except DatabaseError as exc:
@@ -688,6 +659,24 @@ def _fast_reserve(
         states=states,
         charge=charge,
         companion_rows=None if companion is None else int(companion_rows),
+    )
+
+
+def _reservation_ledger_row(
+    reservation_id: uuid.UUID, request_id: str, scopes: Scopes, charge: Charge, lines: Sequence[BudgetLine], note: str
+) -> list[Any]:
+    """The reservation row: the worst case held against every line (both reserve paths)."""
+    return _ledger_params(
+        kind="reservation",
+        reservation_id=reservation_id,
+        request_id=request_id,
+        scopes=scopes,
+        pricing=charge.pricing,
+        tokens=Tokens(input=charge.input_tokens),
+        reserved=charge.amount_microusd,
+        requested=charge.amount_microusd,
+        lines=lines,
+        note=note,
     )
 
 
@@ -781,7 +770,7 @@ def _try_reserve(
     companion_required: bool = False,
 ) -> ReserveOutcome:
     now = timezone.now()
-    with transaction.atomic(savepoint=False), _raw_cursor() as cursor:
+    with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
         # One statement: find the budgets, create missing window rows, lock them in order.
         locked = _lock_windows(cursor, scopes, now, replaces.lines if replaces is not None else ())
         freed = {(line.budget_id, line.window_key) for line in replaces.lines} if replaces is not None else set()
@@ -817,20 +806,7 @@ def _try_reserve(
                 reservation=None, exceeded=exceeded, states=states, charge=charge, companion_rows=companion_rows
             )
 
-        ledger_rows = [
-            _ledger_params(
-                kind="reservation",
-                reservation_id=reservation_id,
-                request_id=request_id,
-                scopes=scopes,
-                pricing=charge.pricing,
-                tokens=Tokens(input=charge.input_tokens),
-                reserved=charge.amount_microusd,
-                requested=charge.amount_microusd,
-                lines=lines,
-                note=note,
-            )
-        ]
+        ledger_rows = [_reservation_ledger_row(reservation_id, request_id, scopes, charge, lines, note)]
         deltas: dict[tuple[int, str], tuple[BudgetLine, int, int]] = {}
         if replaces is not None:
             ledger_rows.append(
@@ -1051,7 +1027,7 @@ def _close(
     companion: Companion | None = None,
 ) -> Settlement:
     pricing = pricing or reservation.pricing
-    with transaction.atomic(savepoint=False), _raw_cursor() as cursor:
+    with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
         row = _close_ledger_row(reservation, kind, amount, tokens, pricing, note or reason)
         deltas = {
             (line.budget_id, line.window_key): (line, -reservation.amount_microusd, amount)
@@ -1187,7 +1163,7 @@ def _fast_close(
         *extra,
     ]
     try:
-        with _raw_cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params, prepare=True)
             row = cursor.fetchone()
     except IntegrityError as exc:
@@ -1203,7 +1179,7 @@ def _fast_close(
         for line, r, s in zip(lines, reserved, spent, strict=True)
     )
     if amount and any(_alert_due(state) for state in states):
-        with transaction.atomic(), _raw_cursor() as cursor:
+        with transaction.atomic(), prepared_cursor() as cursor:
             for state in states:
                 _check_thresholds(cursor, state)
     return Settlement(
@@ -1455,7 +1431,7 @@ def budget_adjust(*, scopes: Scopes, amount_microusd: int, note: str) -> int:
         raise ValidationFailed("Say why.", details={"note": ["Required."]})
 
     def run() -> int:
-        with transaction.atomic(savepoint=False), _raw_cursor() as cursor:
+        with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
             lines = [item.line for item in _lock_windows(cursor, scopes, timezone.now())]
             row = _ledger_params(
                 kind="adjustment",

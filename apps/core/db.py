@@ -10,18 +10,43 @@ concurrent barriers share one fsync (Postgres flushes everything inserted so far
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as _connection
 
 connection: Any = _connection
 
-# ``SET LOCAL synchronous_commit = off`` as an expression, so it rides in the statement that
-# writes (no round trip of its own; a prepared statement holds one command): as a selected
-# column, or as the common table expression below. A SELECT CTE only runs when referenced:
-# the main query must ``CROSS JOIN sc``.
-ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
-ASYNC_COMMIT_CTE = f"sc AS (SELECT {ASYNC_COMMIT} AS v)"
+# ``SET LOCAL synchronous_commit = off`` as a common table expression, so it rides in the
+# statement that writes (no round trip of its own; a prepared statement holds one command).
+# A SELECT CTE only runs when referenced: the main query must ``CROSS JOIN sc``.
+ASYNC_COMMIT_CTE = "sc AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
+
+
+@contextlib.contextmanager
+def prepared_cursor() -> Iterator[Any]:
+    """A psycopg cursor on Django's default connection whose statements are prepared.
+
+    The hot statements of the journal and the budgets bypass Django's cursor wrapper:
+    django-tenants would send a SET search_path before each Django cursor (a round trip), so
+    they name their schema themselves. Django turns psycopg's preparation off for the whole
+    connection (prepare_threshold=None); it is on only around these statements, whose text is
+    the same on every call, so Postgres parses and plans each once per connection. Database
+    errors come out as Django's.
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    conn = db.connection
+    saved = conn.prepare_threshold
+    conn.prepare_threshold = 0
+    try:
+        with db.wrap_database_errors, psycopg.Cursor(conn) as cursor:
+            yield cursor
+    finally:
+        conn.prepare_threshold = saved
 
 
 def durability_barrier() -> None:

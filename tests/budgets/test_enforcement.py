@@ -208,7 +208,7 @@ def test_sql_and_python_agree_on_windows(in_acme: object, at: datetime) -> None:
     scope_id = uuid.uuid4()
     for window in windows:
         budget_create(name=window, scope="agent", scope_id=scope_id, window=window, limit_microusd=10)
-    with services._raw_cursor() as cursor:
+    with services.prepared_cursor() as cursor:
         locked = services._lock_windows(cursor, Scopes(mission_id=mission_id, agent_id=scope_id), at)
     by_window = {item.line.window: item.line for item in locked if item.line.scope == "agent"}
     for window in windows:

@@ -16,6 +16,43 @@ from typing import Any
 
 from django.db import migrations
 
+# Pieces both functions (and budgets/0005) use.
+# The active budgets of the call's scopes, with the key and bounds of their current window.
+BUDGETS_IN_FORCE = r"""
+        SELECT b.id, b.limit_microusd, b.warn_percent, b.block_percent,
+               CASE b."window"
+                   WHEN 'hour' THEN 'hour:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24')
+                   WHEN 'day' THEN 'day:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                   WHEN 'week' THEN 'week:' || to_char(date_trunc('week', p_ts AT TIME ZONE 'UTC'), 'YYYY-MM-DD')
+                   WHEN 'month' THEN 'month:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM')
+                   ELSE 'mission:' || coalesce(p_mission::text, 'none') END AS window_key,
+               CASE WHEN b."window" = 'mission' THEN NULL
+                   ELSE date_trunc(b."window", p_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS window_start,
+               CASE WHEN b."window" = 'mission' THEN NULL
+                   ELSE (date_trunc(b."window", p_ts AT TIME ZONE 'UTC') + ('1 ' || b."window")::interval)
+                       AT TIME ZONE 'UTC' END AS window_end
+        FROM {s}.budgets_budget b
+        WHERE b.is_active AND (
+            b.scope = 'workspace'
+            OR (b.scope = 'crew' AND b.scope_id = p_crew)
+            OR (b.scope = 'mission' AND b.scope_id = p_mission)
+            OR (b.scope = 'agent' AND b.scope_id = p_agent)
+        )
+"""
+# The ledger row (p_ledger, a JSON object of LEDGER_COLUMNS); its id into ledger_id.
+LEDGER_INSERT = r"""
+    INSERT INTO {s}.budgets_ledgerentry ({ledger_columns}, created_at)
+    SELECT {ledger_values}, now() FROM jsonb_populate_record(NULL::{s}.budgets_ledgerentry, p_ledger) AS r
+    RETURNING id INTO ledger_id;
+"""
+# The journal entries (p_entries), through the journal's append function.
+JOURNAL_APPEND = r"""
+    SELECT array_agg(j.out_seq ORDER BY j.out_seq), array_agg(j.out_prev_hash ORDER BY j.out_seq),
+           array_agg(j.out_hash ORDER BY j.out_seq)
+    INTO journal_seqs, journal_prev_hashes, journal_hashes
+    FROM {s}.audit_journal_append(p_key, false, p_ts, p_entries) AS j;
+"""
+
 FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION {s}.budgets_abort(p_state text, p_message text) RETURNS bigint
 LANGUAGE plpgsql AS $fn$
@@ -45,25 +82,7 @@ BEGIN
     -- Find the active budgets of the call's scopes, upsert their current window's totals row
     -- and lock it (ON CONFLICT DO UPDATE takes the row lock), in (budget, window) order.
     WITH b AS (
-        SELECT b.id, b.limit_microusd, b.warn_percent, b.block_percent,
-               CASE b."window"
-                   WHEN 'hour' THEN 'hour:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24')
-                   WHEN 'day' THEN 'day:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')
-                   WHEN 'week' THEN 'week:' || to_char(date_trunc('week', p_ts AT TIME ZONE 'UTC'), 'YYYY-MM-DD')
-                   WHEN 'month' THEN 'month:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM')
-                   ELSE 'mission:' || coalesce(p_mission::text, 'none') END AS window_key,
-               CASE WHEN b."window" = 'mission' THEN NULL
-                   ELSE date_trunc(b."window", p_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS window_start,
-               CASE WHEN b."window" = 'mission' THEN NULL
-                   ELSE (date_trunc(b."window", p_ts AT TIME ZONE 'UTC') + ('1 ' || b."window")::interval)
-                       AT TIME ZONE 'UTC' END AS window_end
-        FROM {s}.budgets_budget b
-        WHERE b.is_active AND (
-            b.scope = 'workspace'
-            OR (b.scope = 'crew' AND b.scope_id = p_crew)
-            OR (b.scope = 'mission' AND b.scope_id = p_mission)
-            OR (b.scope = 'agent' AND b.scope_id = p_agent)
-        )
+{budgets_in_force}
     ), up AS (
         INSERT INTO {s}.budgets_budgettotal AS tot
             (budget_id, window_key, window_start, window_end, reserved_microusd, spent_microusd, updated_at)
@@ -94,17 +113,12 @@ BEGIN
         RAISE EXCEPTION 'a budget is past its warning threshold' USING ERRCODE = 'QDB03';
     END IF;
 
-    INSERT INTO {s}.budgets_ledgerentry ({ledger_columns}, created_at)
-    SELECT {ledger_values}, now() FROM jsonb_populate_record(NULL::{s}.budgets_ledgerentry, p_ledger) AS r
-    RETURNING id INTO ledger_id;
+{ledger_insert}
     UPDATE {s}.budgets_budgettotal AS t
     SET reserved_microusd = t.reserved_microusd + p_amount, updated_at = now()
     FROM unnest(v_ids, v_keys) AS k(budget_id, window_key)
     WHERE t.budget_id = k.budget_id AND t.window_key = k.window_key;
-    SELECT array_agg(j.out_seq ORDER BY j.out_seq), array_agg(j.out_prev_hash ORDER BY j.out_seq),
-           array_agg(j.out_hash ORDER BY j.out_seq)
-    INTO journal_seqs, journal_prev_hashes, journal_hashes
-    FROM {s}.audit_journal_append(p_key, false, p_ts, p_entries) AS j;
+{journal_append}
     RETURN NEXT;
 END;
 $fn$;
@@ -122,9 +136,7 @@ BEGIN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     -- A second settlement or release of the same reservation fails here (unique index).
-    INSERT INTO {s}.budgets_ledgerentry ({ledger_columns}, created_at)
-    SELECT {ledger_values}, now() FROM jsonb_populate_record(NULL::{s}.budgets_ledgerentry, p_ledger) AS r
-    RETURNING id INTO ledger_id;
+{ledger_insert}
     WITH up AS (
         INSERT INTO {s}.budgets_budgettotal AS tot
             (budget_id, window_key, window_start, window_end, reserved_microusd, spent_microusd, updated_at)
@@ -139,10 +151,7 @@ BEGIN
     SELECT coalesce(array_agg(up.reserved_microusd ORDER BY up.budget_id, up.window_key), '{}'),
            coalesce(array_agg(up.spent_microusd ORDER BY up.budget_id, up.window_key), '{}')
     INTO reserved, spent FROM up;
-    SELECT array_agg(j.out_seq ORDER BY j.out_seq), array_agg(j.out_prev_hash ORDER BY j.out_seq),
-           array_agg(j.out_hash ORDER BY j.out_seq)
-    INTO journal_seqs, journal_prev_hashes, journal_hashes
-    FROM {s}.audit_journal_append(p_key, false, p_ts, p_entries) AS j;
+{journal_append}
     RETURN NEXT;
 END;
 $fn$;
@@ -177,15 +186,23 @@ LEDGER_COLUMNS = (
 )
 
 
-def create_functions(apps: Any, schema_editor: Any) -> None:
+def render(sql: str, schema_editor: Any) -> str:
+    """``sql`` with its pieces filled in, for the schema being migrated."""
     connection = schema_editor.connection
+    return (
+        sql.replace("{budgets_in_force}", BUDGETS_IN_FORCE.strip("\n"))
+        .replace("{ledger_insert}", LEDGER_INSERT.strip("\n"))
+        .replace("{journal_append}", JOURNAL_APPEND.strip("\n"))
+        .replace("{s}", connection.ops.quote_name(connection.schema_name))
+        .replace("{ledger_columns}", ", ".join(LEDGER_COLUMNS))
+        .replace("{ledger_values}", ", ".join(f"r.{column}" for column in LEDGER_COLUMNS))
+    )
+
+
+def create_functions(apps: Any, schema_editor: Any) -> None:
     # No parameters, so the driver leaves the '%' of RAISE alone.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            FUNCTIONS.replace("{s}", connection.ops.quote_name(connection.schema_name))
-            .replace("{ledger_columns}", ", ".join(LEDGER_COLUMNS))
-            .replace("{ledger_values}", ", ".join(f"r.{column}" for column in LEDGER_COLUMNS))
-        )
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(render(FUNCTIONS, schema_editor))
 
 
 def drop_functions(apps: Any, schema_editor: Any) -> None:

@@ -7,6 +7,7 @@ included. Same signature and results as budgets/0004: ``reserved`` and ``spent``
 windows' values before this reservation.
 """
 
+import importlib
 from typing import Any
 
 from django.db import migrations
@@ -28,32 +29,12 @@ BEGIN
     IF p_async THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
-    INSERT INTO {s}.budgets_ledgerentry ({ledger_columns}, created_at)
-    SELECT {ledger_values}, now() FROM jsonb_populate_record(NULL::{s}.budgets_ledgerentry, p_ledger) AS r
-    RETURNING id INTO ledger_id;
+{ledger_insert}
     -- Find the active budgets of the call's scopes; create, lock and charge their current
     -- window's totals row (in (budget, window) order); RETURNING gives the values after
     -- the charge, so the ones before it are those minus p_amount.
     WITH b AS (
-        SELECT b.id, b.limit_microusd, b.warn_percent, b.block_percent,
-               CASE b."window"
-                   WHEN 'hour' THEN 'hour:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24')
-                   WHEN 'day' THEN 'day:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')
-                   WHEN 'week' THEN 'week:' || to_char(date_trunc('week', p_ts AT TIME ZONE 'UTC'), 'YYYY-MM-DD')
-                   WHEN 'month' THEN 'month:' || to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM')
-                   ELSE 'mission:' || coalesce(p_mission::text, 'none') END AS window_key,
-               CASE WHEN b."window" = 'mission' THEN NULL
-                   ELSE date_trunc(b."window", p_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS window_start,
-               CASE WHEN b."window" = 'mission' THEN NULL
-                   ELSE (date_trunc(b."window", p_ts AT TIME ZONE 'UTC') + ('1 ' || b."window")::interval)
-                       AT TIME ZONE 'UTC' END AS window_end
-        FROM {s}.budgets_budget b
-        WHERE b.is_active AND (
-            b.scope = 'workspace'
-            OR (b.scope = 'crew' AND b.scope_id = p_crew)
-            OR (b.scope = 'mission' AND b.scope_id = p_mission)
-            OR (b.scope = 'agent' AND b.scope_id = p_agent)
-        )
+{budgets_in_force}
     ), up AS (
         INSERT INTO {s}.budgets_budgettotal AS tot
             (budget_id, window_key, window_start, window_end, reserved_microusd, spent_microusd, updated_at)
@@ -85,40 +66,23 @@ BEGIN
         RAISE EXCEPTION 'a budget is past its warning threshold' USING ERRCODE = 'QDB03';
     END IF;
 
-    SELECT array_agg(j.out_seq ORDER BY j.out_seq), array_agg(j.out_prev_hash ORDER BY j.out_seq),
-           array_agg(j.out_hash ORDER BY j.out_seq)
-    INTO journal_seqs, journal_prev_hashes, journal_hashes
-    FROM {s}.audit_journal_append(p_key, false, p_ts, p_entries) AS j;
+{journal_append}
     RETURN NEXT;
 END;
 $fn$;
 """
 
-# As in budgets/0004 (a migration keeps its own copy: the model may change later).
-LEDGER_COLUMNS = (
-    "kind", "reservation_id", "request_id", "crew_id", "mission_id", "agent_id", "model", "price_id",
-    "price_version", "price_input_per_mtok", "price_output_per_mtok", "price_cache_read_per_mtok",
-    "price_cache_write_per_mtok", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "amount_microusd", "reserved_microusd", "requested_microusd", "budget_ids", "window_keys",
-    "blocked_budget_id", "actor", "note",
-)  # fmt: skip
+# The pieces (window keys, ledger insert, journal call) and their rendering are budgets/0004's.
+_PREVIOUS = importlib.import_module("apps.budgets.migrations.0004_reserve_and_close_functions")
 
 
 def replace_reserve(apps: Any, schema_editor: Any) -> None:
-    connection = schema_editor.connection
-    with connection.cursor() as cursor:  # no parameters, so the driver leaves RAISE's '%' alone
-        cursor.execute(
-            RESERVE.replace("{s}", connection.ops.quote_name(connection.schema_name))
-            .replace("{ledger_columns}", ", ".join(LEDGER_COLUMNS))
-            .replace("{ledger_values}", ", ".join(f"r.{column}" for column in LEDGER_COLUMNS))
-        )
+    with schema_editor.connection.cursor() as cursor:  # no parameters: the driver leaves RAISE's '%' alone
+        cursor.execute(_PREVIOUS.render(RESERVE, schema_editor))
 
 
 def restore_reserve(apps: Any, schema_editor: Any) -> None:
-    import importlib
-
-    previous = importlib.import_module("apps.budgets.migrations.0004_reserve_and_close_functions")
-    previous.create_functions(apps, schema_editor)
+    _PREVIOUS.create_functions(apps, schema_editor)
 
 
 class Migration(migrations.Migration):

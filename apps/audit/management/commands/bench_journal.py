@@ -114,9 +114,10 @@ class Command(BaseCommand):
         live.flush(timeout=30)
 
         journal_checkpoint()
-        clean = journal_verify(jobs=os.cpu_count() or 1)
+        jobs = os.cpu_count() or 1
+        clean = journal_verify(jobs=jobs)
         self.stdout.write(
-            f"verify: {clean.entries} entries in {clean.seconds:.2f}s with {os.cpu_count() or 1} processes "
+            f"verify: {clean.entries} entries in {clean.seconds:.2f}s with {jobs} processes "
             f"({'OK' if clean.ok else 'FAILED'})"
         )
 
