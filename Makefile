@@ -14,7 +14,7 @@ MANAGE := $(ENV) DJANGO_SETTINGS_MODULE=config.settings.production $(PY) manage.
 MANAGE_TEST := $(ENV) DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py
 
 .PHONY: help demo test setup venv infra migrate seed serve lint typecheck migrations-check pytest \
-        bench-journal bench-budgets bench-runtime bench-approvals bench-vault bench-memory clean
+        bench-journal bench-budgets bench-db-floor bench-runtime bench-approvals bench-vault bench-memory clean
 
 help:
 	@echo "make demo   set everything up and run the portal with a demo workspace"
@@ -65,6 +65,8 @@ bench-journal: migrate
 	@$(MANAGE) bench_journal
 bench-budgets: migrate
 	@$(MANAGE) bench_budgets
+bench-db-floor: migrate
+	@scripts/bench_db_floor.sh
 bench-runtime: migrate
 	@$(MANAGE) bench_runtime
 bench-approvals: migrate

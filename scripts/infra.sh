@@ -216,6 +216,11 @@ case "${1:-all}" in
   redis) ensure_redis ;;
   browser) ensure_browser ;;
   docker-host) cat "$RUN_DIR/docker_host" 2>/dev/null ;;
+  pg-exec)  # run a command in the Postgres container (stdin passed through)
+    shift
+    cli=$(engine_cli)
+    if [ "$cli" = podman ]; then podman_env; fi
+    exec "$cli" exec -i "$QD_PG_CONTAINER" "$@" ;;
   all) ensure_postgres; ensure_redis ;;
-  *) die "usage: $0 [engine|postgres|redis|browser|docker-host|all]" ;;
+  *) die "usage: $0 [engine|postgres|redis|browser|docker-host|all|pg-exec COMMAND...]" ;;
 esac
