@@ -9,14 +9,16 @@
 # transaction commits without waiting for its flush and is followed by the durability barrier,
 # as a gateway reservation is. Tables live in a scratch schema (bench_floor), dropped at the end.
 #
-# CLIENTS (default 32) and DURATION in seconds (default 10) set the load. Last line: JSON.
+# CLIENTS (default 32) and DURATION in seconds (default 10) set the load; DATABASE (default
+# quarterdeck) names the database, whose first workspace lends its tables' layout. Last line: JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLIENTS=${CLIENTS:-32}
 DURATION=${DURATION:-10}
+DATABASE=${DATABASE:-quarterdeck}
 pg() { scripts/infra.sh pg-exec "$@"; }
-psql_() { pg env PGOPTIONS="-c client_min_messages=warning" psql -q -X -v ON_ERROR_STOP=1 -U quarterdeck -d quarterdeck "$@"; }
+psql_() { pg env PGOPTIONS="-c client_min_messages=warning" psql -q -X -v ON_ERROR_STOP=1 -U quarterdeck -d "$DATABASE" "$@"; }
 
 schema=$(psql_ -tA -c "SELECT schema_name FROM tenants_workspace ORDER BY id LIMIT 1")
 [ -n "$schema" ] || { echo "no workspace yet: run make demo or make bench-budgets first" >&2; exit 1; }
@@ -76,7 +78,7 @@ SQL
 } | pg sh -c 'cat > /tmp/bench_db_floor.pgbench'
 
 result=$(pg pgbench -n -U quarterdeck -M prepared -c "$CLIENTS" -j 2 -T "$DURATION" -f /tmp/bench_db_floor.pgbench \
-  quarterdeck 2>&1) || { echo "$result" >&2; exit 1; }
+  "$DATABASE" 2>&1) || { echo "$result" >&2; exit 1; }
 psql_ -c "DROP SCHEMA bench_floor CASCADE"
 echo "$result" | grep -E "^(number of (transactions actually processed|failed)|latency average|tps)"
 tps=$(echo "$result" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,3 +42,22 @@ def test_bench_budgets_prints_json_with_the_required_fields() -> None:
     assert result["admitted"] == result["expected_admitted"] == 12
     assert result["totals_differences"] == 0
     assert result["errors"] == []
+
+
+def test_bench_db_floor_writes_the_pairs_and_cleans_up(personas: Any) -> None:
+    """``make bench-db-floor`` runs pgbench in the Postgres container on the test database (a
+    workspace of it lends the tables' layout) and drops its scratch schema afterwards."""
+    root = Path(__file__).resolve().parents[2]
+    database = str(connections["default"].settings_dict["NAME"])
+    env = {**os.environ, "CLIENTS": "2", "DURATION": "1", "DATABASE": database}
+    run = subprocess.run(
+        [str(root / "scripts" / "bench_db_floor.sh")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["clients"] == 2
+    assert result["db_floor_pairs_per_s"] > 0
+    assert "number of failed transactions: 0 " in run.stdout
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'bench_floor'")
+        assert cursor.fetchone()[0] == 0
