@@ -174,11 +174,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "qdk_<prefix>_<secret>"}}
+    # Security schemes come from the authentication classes (apps.tenants.openapi for API keys).
+    # Choice sets that share a field name get names of their own instead of hashed ones.
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "apps.core.permissions.Role",
+        "SecretKindEnum": "apps.vault.models.SecretKind",
+        "BudgetModeEnum": "apps.budgets.models.Mode",
+        "ApprovalModeEnum": "apps.approvals.models.RequestMode",
+        "ApprovalStatusEnum": "apps.approvals.models.RequestStatus",
+        "MissionStatusEnum": "apps.crews.models.MissionStatus",
+        "SourceTypeEnum": "apps.memory.models.SourceType",
     },
-    "SECURITY": [{"ApiKey": []}],
-    "ENUM_NAME_OVERRIDES": {"RoleEnum": "apps.core.permissions.Role"},
 }
 
 # --- email -----------------------------------------------------------------------------------
