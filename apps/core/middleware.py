@@ -3,9 +3,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from .context import SYSTEM, new_request_id, set_actor, set_request_id
+from .exceptions import envelope, is_api_request
+from .text import PROBLEM, is_storable
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -29,3 +32,21 @@ class RequestContextMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+class UnstorableQueryMiddleware:
+    """Answers 400 to a query string carrying text PostgreSQL cannot store (a NUL character),
+    before any view passes it to a query and the database fails with a server error."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        bad = sorted(
+            {key for key, values in request.GET.lists() if not is_storable(key) or not all(map(is_storable, values))}
+        )
+        if not bad:
+            return self.get_response(request)
+        if is_api_request(request):
+            return JsonResponse(envelope("invalid", PROBLEM, {key: [PROBLEM] for key in bad}), status=400)
+        return defaults.bad_request(request, Exception(PROBLEM))
