@@ -9,6 +9,7 @@ no lock is held while a model runs.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from apps.core.context import current_actor
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 
 from . import graph as g
-from .embedders import Embedder, get_embedder
+from .embedders import Embedder, get_embedder, warm_up_in_background
 from .ingest import chunk_sections, extract_sections
 from .models import (
     HNSW_EF_CONSTRUCTION,
@@ -61,6 +62,15 @@ def memory_settings() -> MemorySettings:
 
 def current_embedder() -> Embedder:
     return get_embedder(memory_settings().embedder)
+
+
+def embedder_preload() -> threading.Thread | None:
+    """For a process that will serve memory (the ASGI server, the crews worker): load the
+    default embedder's model in the background now, unless ``MEMORY_PRELOAD_EMBEDDER`` is off.
+    Workspaces that chose another embedder load theirs on first use."""
+    if not settings.MEMORY_PRELOAD_EMBEDDER:
+        return None
+    return warm_up_in_background(settings.MEMORY_DEFAULT_EMBEDDER)
 
 
 def memory_workspace_init(workspace: Any) -> None:

@@ -256,6 +256,9 @@ if "django.contrib.postgres" not in SHARED_APPS:
 # Which embedder new workspaces start with (a name in apps.memory.embedders' registry), and
 # the OpenAI-compatible /v1/embeddings endpoint a workspace may switch to.
 MEMORY_DEFAULT_EMBEDDER = env_str("QD_MEMORY_EMBEDDER", "local-minilm")
+# Load the default embedder's model when the server or the worker starts, not on the first
+# request that needs it (the local model takes seconds to load).
+MEMORY_PRELOAD_EMBEDDER = env_bool("QD_MEMORY_PRELOAD_EMBEDDER", True)
 MEMORY_OPENAI_BASE_URL = env_str("QD_MEMORY_OPENAI_BASE_URL", "")
 MEMORY_OPENAI_MODEL = env_str("QD_MEMORY_OPENAI_MODEL", "text-embedding-3-small")
 MEMORY_OPENAI_DIMENSIONS = env_int("QD_MEMORY_OPENAI_DIMENSIONS", 1536)

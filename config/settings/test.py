@@ -9,3 +9,4 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 JOURNAL_CHECKPOINT_DIR = BASE_DIR / "var" / "test-checkpoints"  # noqa: F405
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+MEMORY_PRELOAD_EMBEDDER = False  # each test server and worker process would load the model

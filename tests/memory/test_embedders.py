@@ -17,6 +17,7 @@ from apps.audit.models import JournalEntry
 from apps.memory import selectors, services
 from apps.memory.embedders import EmbeddingFailed, get_embedder, register
 from apps.memory.embedders.base import _factories, _instances, identity_of
+from apps.memory.embedders.local import LocalMiniLM
 from apps.memory.embedders.openai_compat import OpenAICompatible
 from apps.memory.models import Chunk, MemorySettings
 from tests.http import JsonHandler
@@ -156,3 +157,62 @@ def test_the_reembed_command_prints_progress(acme: Any, hash_embedder: HashEmbed
     assert "local-minilm -> test-hash (test-hash/sha256@8)" in lines[-1]
     with workspace_schema(acme):
         assert set(Chunk.objects.values_list("embedder", flat=True)) == {"test-hash/sha256@8"}
+
+
+class _WarmCounting:
+    name, model, dimensions = "test-warm", "counting", 4
+    identity = identity_of(name, model, dimensions)
+
+    def __init__(self, fail: bool = False) -> None:
+        self.warmed = 0
+        self.fail = fail
+
+    def warm(self) -> None:
+        self.warmed += 1
+        if self.fail:
+            raise EmbeddingFailed("the model file is missing")
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [hashed_vector(t, 4) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return hashed_vector(text, 4)
+
+
+@pytest.fixture
+def warm_counting() -> Iterator[_WarmCounting]:
+    embedder = _WarmCounting()
+    register("test-warm", lambda: embedder)
+    yield embedder
+    _factories.pop("test-warm", None)
+    _instances.pop("test-warm", None)
+
+
+def test_the_default_embedder_is_loaded_when_a_process_starts(
+    warm_counting: _WarmCounting, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server and the worker call embedder_preload(); the test settings turn it off."""
+    settings.MEMORY_DEFAULT_EMBEDDER = "test-warm"
+    settings.MEMORY_PRELOAD_EMBEDDER = False
+    assert services.embedder_preload() is None
+    assert warm_counting.warmed == 0
+    settings.MEMORY_PRELOAD_EMBEDDER = True
+    thread = services.embedder_preload()
+    assert thread is not None
+    thread.join(timeout=10)
+    assert warm_counting.warmed == 1
+    # A failure is logged, not raised: the first use reports it the usual way.
+    warm_counting.fail = True
+    thread = services.embedder_preload()
+    assert thread is not None
+    thread.join(timeout=10)
+    assert warm_counting.warmed == 2
+    assert "preloading embedder test-warm failed" in caplog.text
+
+
+def test_warming_the_local_embedder_loads_its_model() -> None:
+    local = LocalMiniLM()
+    assert local._model is None  # lazily, on first use otherwise
+    local.warm()
+    assert local._model is not None
+    assert len(local.embed_query("refund policy")) == local.dimensions

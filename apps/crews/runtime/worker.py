@@ -43,6 +43,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.audit.housekeeping import JournalHousekeeping
+from apps.memory.services import embedder_preload
 from apps.tenants.access import workspace_schema
 from apps.tenants.models import Workspace
 
@@ -183,6 +184,7 @@ class Worker:
         self.events.put(("stop", None))
 
     def run(self) -> int:
+        embedder_preload()  # agents' memory tools then do not wait for the model on first use
         listener = threading.Thread(target=self._listen, name="listen", daemon=True)
         listener.start()
         # Our session must exist before we claim: peers judge our claims by it.

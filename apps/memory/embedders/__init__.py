@@ -5,6 +5,14 @@ every chunk records the identity that embedded it, and search only compares vect
 workspace's current identity. Adding an embedder is adding a module that calls ``register``.
 """
 
-from .base import Embedder, EmbeddingFailed, available, get_embedder, register
+from .base import Embedder, EmbeddingFailed, available, get_embedder, register, warm_up, warm_up_in_background
 
-__all__ = ["Embedder", "EmbeddingFailed", "available", "get_embedder", "register"]
+__all__ = [
+    "Embedder",
+    "EmbeddingFailed",
+    "available",
+    "get_embedder",
+    "register",
+    "warm_up",
+    "warm_up_in_background",
+]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
@@ -28,6 +29,9 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]:
         """The vector of a search query."""
         ...
+
+
+logger = logging.getLogger(__name__)
 
 
 def identity_of(name: str, model: str, dimensions: int) -> str:
@@ -67,3 +71,26 @@ def get_embedder(name: str) -> Embedder:
         embedder = factory()
         _instances[name] = embedder
         return embedder
+
+
+def warm_up(name: str) -> None:
+    """Create embedder ``name`` and load its model now (an embedder with a ``warm()`` method
+    loads lazily otherwise), so that the first request does not wait seconds for it."""
+    warm = getattr(get_embedder(name), "warm", None)
+    if callable(warm):
+        warm()
+
+
+def warm_up_in_background(name: str) -> threading.Thread:
+    """``warm_up(name)`` in a daemon thread; a failure is logged (the first use then reports
+    it as usual) and does not stop the process."""
+
+    def run() -> None:
+        try:
+            warm_up(name)
+        except Exception:
+            logger.warning("preloading embedder %s failed; it will load on first use", name, exc_info=True)
+
+    thread = threading.Thread(target=run, name=f"embedder-warm-up-{name}", daemon=True)
+    thread.start()
+    return thread

@@ -54,6 +54,10 @@ class LocalMiniLM:
                     raise EmbeddingFailed(f"The local model has {loaded} dimensions, expected {self.dimensions}.")
             return self._model
 
+    def warm(self) -> None:
+        """Load the model now (see ``base.warm_up``)."""
+        self._loaded()
+
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
