@@ -27,7 +27,10 @@ class NotificationListApi(WorkspaceGenericAPIView):
         unread = self.request.query_params.get("unread") in {"1", "true"}
         return selectors.notification_list(user=user, unread_only=unread)
 
-    @extend_schema(parameters=[OpenApiParameter("unread", bool, description="only unread notices")])
+    @extend_schema(
+        parameters=[OpenApiParameter("unread", bool, description="only unread notices")],
+        responses=NotificationSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(NotificationSerializer(page, many=True).data)

@@ -12,6 +12,9 @@ from .models import ApiKey, Membership, Workspace, validate_workspace_slug
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    # A string, not a "uri": it is empty when the workspace has no webhook.
+    webhook_url = serializers.CharField(read_only=True, help_text="The notification webhook, or empty for none.")
+
     class Meta:
         model = Workspace
         fields = ["id", "name", "slug", "is_active", "email_domains", "webhook_url", "created_at"]

@@ -178,5 +178,10 @@ def test_openapi_schema_validates(superuser: Any) -> None:
     operations = [op for path in schema["paths"].values() for op in path.values()]
     assert operations and all({"ApiKey": []} in op["security"] for op in operations)
     assert schema["components"]["schemas"]["BudgetModeEnum"]["enum"] == ["hard", "soft", "tiered"]
+    # The documented responses are the ones sent (both differed before; found by schemathesis).
+    notifications = schema["paths"]["/api/v1/notifications/"]["get"]["responses"]["200"]
+    assert notifications["content"]["application/json"]["schema"]["$ref"].endswith("/PaginatedNotificationList")
+    webhook_url = schema["components"]["schemas"]["Workspace"]["properties"]["webhook_url"]
+    assert webhook_url["type"] == "string" and "format" not in webhook_url
     response = session_client(superuser).get("/api/schema/")
     assert response.status_code == 200
