@@ -100,6 +100,19 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await super().websocket_connect(message)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Frames are JSON text. Anything else gets an error message and the socket stays
+        open (Channels' default raises, which drops the connection and logs a server error)."""
+        if text_data is None:
+            await self.send_json({"type": "error", "message": "Send JSON in text frames."})
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "message": "That frame is not valid JSON."})
+            return
+        await self.receive_json(content, **kwargs)
+
     async def in_workspace(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``func`` in a DB thread with this workspace's schema and actor active."""
         schema = self.workspace.schema_name

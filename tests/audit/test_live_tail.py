@@ -128,6 +128,22 @@ class TestLiveTail:
         assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "error"
         await communicator.disconnect()
 
+    async def test_a_frame_that_is_not_json_gets_an_error_and_the_tail_goes_on(self, acme: Any, viewer: Any) -> None:
+        mission = uuid.uuid4()
+        communicator = await _connect(viewer, f"/ws/w/acme/journal/?mission={mission}")
+        await _until_caught_up(communicator)
+        await communicator.send_to(text_data='{"type": "resume", "after": ')
+        assert await communicator.receive_json_from(timeout=TIMEOUT) == {
+            "type": "error",
+            "message": "That frame is not valid JSON.",
+        }
+        await communicator.send_to(bytes_data=b"\x00\x01")
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "error"
+        written = await sync_to_async(_append)(acme, mission, 7)  # still connected and tailing
+        message = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert message["entry"]["seq"] == written.seq
+        await communicator.disconnect()
+
     async def test_outsiders_and_bad_parameters_are_refused(self, outsider: Any, viewer: Any) -> None:
         from config.asgi import application
 
