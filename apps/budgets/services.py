@@ -663,19 +663,28 @@ def _fast_reserve(
 
 
 def _reservation_ledger_row(
-    reservation_id: uuid.UUID, request_id: str, scopes: Scopes, charge: Charge, lines: Sequence[BudgetLine], note: str
+    reservation_id: uuid.UUID,
+    request_id: str,
+    scopes: Scopes,
+    charge: Charge,
+    lines: Sequence[BudgetLine],
+    note: str,
+    *,
+    blocked_by: int | None = None,
 ) -> list[Any]:
-    """The reservation row: the worst case held against every line (both reserve paths)."""
+    """The reservation row: the worst case held against every line (both reserve paths); with
+    ``blocked_by`` (a budget id), the row of the refused reservation, which holds nothing."""
     return _ledger_params(
-        kind="reservation",
+        kind="reservation" if blocked_by is None else "blocked",
         reservation_id=reservation_id,
         request_id=request_id,
         scopes=scopes,
         pricing=charge.pricing,
         tokens=Tokens(input=charge.input_tokens),
-        reserved=charge.amount_microusd,
+        reserved=charge.amount_microusd if blocked_by is None else 0,
         requested=charge.amount_microusd,
         lines=lines,
+        blocked_budget_id=blocked_by,
         note=note,
     )
 
@@ -907,17 +916,8 @@ def _block(
             for s in blocking
         ],
     )
-    row = _ledger_params(
-        kind="blocked",
-        reservation_id=reservation_id,
-        request_id=request_id,
-        scopes=scopes,
-        pricing=charge.pricing,
-        tokens=Tokens(input=charge.input_tokens),
-        requested=charge.amount_microusd,
-        lines=lines,
-        blocked_budget_id=line.budget_id,
-        note=note or exceeded.message[:500],
+    row = _reservation_ledger_row(
+        reservation_id, request_id, scopes, charge, lines, note or exceeded.message[:500], blocked_by=line.budget_id
     )
     _entry_id, _totals, companion_rows = _write(
         cursor,

@@ -81,5 +81,5 @@ def is_api_request(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
-def json_error(code: str, message: str, status: int) -> JsonResponse:
-    return JsonResponse(envelope(code, message), status=status)
+def json_error(code: str, message: str, status: int, details: Any = None) -> JsonResponse:
+    return JsonResponse(envelope(code, message, details), status=status)

@@ -3,11 +3,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
 from .context import SYSTEM, new_request_id, set_actor, set_request_id
-from .exceptions import envelope, is_api_request
+from .exceptions import is_api_request, json_error
 from .text import PROBLEM, is_storable
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -48,5 +48,5 @@ class UnstorableQueryMiddleware:
         if not bad:
             return self.get_response(request)
         if is_api_request(request):
-            return JsonResponse(envelope("invalid", PROBLEM, {key: [PROBLEM] for key in bad}), status=400)
+            return json_error("invalid", PROBLEM, 400, {key: [PROBLEM] for key in bad})
         return defaults.bad_request(request, Exception(PROBLEM))

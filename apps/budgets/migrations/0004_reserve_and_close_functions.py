@@ -52,6 +52,19 @@ JOURNAL_APPEND = r"""
     INTO journal_seqs, journal_prev_hashes, journal_hashes
     FROM {s}.audit_journal_append(p_key, false, p_ts, p_entries) AS j;
 """
+# The reservation's refusals: the client's budgets were not the applicable ones, a budget
+# blocks, or (p_guard_warning) one is past its warning threshold.
+RESERVE_CHECKS = r"""
+    IF v_found IS DISTINCT FROM p_expect THEN
+        RAISE EXCEPTION 'the applicable budgets changed' USING ERRCODE = 'QDB01';
+    END IF;
+    IF v_block THEN
+        RAISE EXCEPTION 'a budget blocks this reservation' USING ERRCODE = 'QDB02';
+    END IF;
+    IF p_guard_warning AND v_warn THEN
+        RAISE EXCEPTION 'a budget is past its warning threshold' USING ERRCODE = 'QDB03';
+    END IF;
+"""
 
 FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION {s}.budgets_abort(p_state text, p_message text) RETURNS bigint
@@ -103,15 +116,7 @@ BEGIN
     INTO v_found, v_ids, v_keys, reserved, spent, v_block, v_warn
     FROM up JOIN b ON b.id = up.budget_id AND b.window_key = up.window_key;
 
-    IF v_found IS DISTINCT FROM p_expect THEN
-        RAISE EXCEPTION 'the applicable budgets changed' USING ERRCODE = 'QDB01';
-    END IF;
-    IF v_block THEN
-        RAISE EXCEPTION 'a budget blocks this reservation' USING ERRCODE = 'QDB02';
-    END IF;
-    IF p_guard_warning AND v_warn THEN
-        RAISE EXCEPTION 'a budget is past its warning threshold' USING ERRCODE = 'QDB03';
-    END IF;
+{reserve_checks}
 
 {ledger_insert}
     UPDATE {s}.budgets_budgettotal AS t
@@ -193,6 +198,7 @@ def render(sql: str, schema_editor: Any) -> str:
         sql.replace("{budgets_in_force}", BUDGETS_IN_FORCE.strip("\n"))
         .replace("{ledger_insert}", LEDGER_INSERT.strip("\n"))
         .replace("{journal_append}", JOURNAL_APPEND.strip("\n"))
+        .replace("{reserve_checks}", RESERVE_CHECKS.strip("\n"))
         .replace("{s}", connection.ops.quote_name(connection.schema_name))
         .replace("{ledger_columns}", ", ".join(LEDGER_COLUMNS))
         .replace("{ledger_values}", ", ".join(f"r.{column}" for column in LEDGER_COLUMNS))

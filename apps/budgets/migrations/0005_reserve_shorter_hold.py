@@ -56,15 +56,7 @@ BEGIN
     INTO v_found, reserved, spent, v_block, v_warn
     FROM up JOIN b ON b.id = up.budget_id AND b.window_key = up.window_key;
 
-    IF v_found IS DISTINCT FROM p_expect THEN
-        RAISE EXCEPTION 'the applicable budgets changed' USING ERRCODE = 'QDB01';
-    END IF;
-    IF v_block THEN
-        RAISE EXCEPTION 'a budget blocks this reservation' USING ERRCODE = 'QDB02';
-    END IF;
-    IF p_guard_warning AND v_warn THEN
-        RAISE EXCEPTION 'a budget is past its warning threshold' USING ERRCODE = 'QDB03';
-    END IF;
+{reserve_checks}
 
 {journal_append}
     RETURN NEXT;
@@ -72,7 +64,7 @@ END;
 $fn$;
 """
 
-# The pieces (window keys, ledger insert, journal call) and their rendering are budgets/0004's.
+# The pieces (window keys, ledger insert, refusals, journal call) and their rendering are budgets/0004's.
 _PREVIOUS = importlib.import_module("apps.budgets.migrations.0004_reserve_and_close_functions")
 
 
