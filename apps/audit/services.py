@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.context import SYSTEM, Actor, current_actor, current_request_id
-from apps.core.db import durability_barrier, prepared_cursor
+from apps.core.db import durability_barrier, run_prepared
 from apps.core.errors import Conflict, GovernanceUnavailable, NotFound, ValidationFailed
 
 from . import chain, checkpoints, live
@@ -230,9 +230,7 @@ def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> lis
     audit/0005). Standalone, that statement is the whole transaction; ``async_commit`` is
     only for that case (see _append_standalone)."""
     batch = JournalBatch(schema, timezone.now(), prepared)
-    with prepared_cursor() as cursor:
-        cursor.execute(_append_sql(schema), [chain.key(), async_commit, batch.now, batch.documents()], prepare=True)
-        rows = cursor.fetchall()
+    rows = run_prepared(_append_sql(schema), [chain.key(), async_commit, batch.now, batch.documents()])
     if len(rows) != len(prepared):
         raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
     return batch.entries([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows])
@@ -353,7 +351,7 @@ def _writer(schema: str) -> _Writer:
 
 
 # The function's name is qualified with the schema, and the function qualifies its tables,
-# so the search path does not matter (see apps.core.db.prepared_cursor).
+# so the search path does not matter (see apps.core.db.run_prepared).
 @functools.lru_cache(maxsize=1024)
 def _append_sql(schema: str) -> str:
     return f'SELECT out_seq, out_prev_hash, out_hash FROM "{schema}".audit_journal_append(%b, %s, %s, %b)'  # noqa: S608

@@ -46,7 +46,7 @@ from django_tenants.utils import get_public_schema_name
 from apps.audit.chain import key as chain_key
 from apps.audit.services import JournalBatch, NewEntry, journal_append_many
 from apps.core.context import current_actor
-from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier, prepared_cursor
+from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier, prepared_cursor, run_prepared
 from apps.core.errors import Conflict, GovernanceUnavailable, ValidationFailed
 from apps.core.money import format_usd
 
@@ -626,9 +626,7 @@ def _fast_reserve(
         *extra,
     ]
     try:
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, params, prepare=True)
-            row = cursor.fetchone()
+        row = run_prepared(sql, params)[0]
     except DatabaseError as exc:
         state = _sqlstate(exc)
         if state in _FAST_FALLBACK:
@@ -1163,9 +1161,7 @@ def _fast_close(
         *extra,
     ]
     try:
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, params, prepare=True)
-            row = cursor.fetchone()
+        row = run_prepared(sql, params)[0]
     except IntegrityError as exc:
         raise Conflict(
             "This reservation was already settled or released.",

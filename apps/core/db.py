@@ -11,12 +11,17 @@ concurrent barriers share one fsync (Postgres flushes everything inserted so far
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import re
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as _connection
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
 
 connection: Any = _connection
 
@@ -26,27 +31,161 @@ connection: Any = _connection
 ASYNC_COMMIT_CTE = "sc AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
 
 
-@contextlib.contextmanager
-def prepared_cursor() -> Iterator[Any]:
-    """A psycopg cursor on Django's default connection whose statements are prepared.
+def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement of the hot paths on Django's default connection; its rows.
 
-    The hot statements of the journal and the budgets bypass Django's cursor wrapper:
-    django-tenants would send a SET search_path before each Django cursor (a round trip), so
-    they name their schema themselves. Django turns psycopg's preparation off for the whole
-    connection (prepare_threshold=None); it is on only around these statements, whose text is
-    the same on every call, so Postgres parses and plans each once per connection. Database
-    errors come out as Django's.
+    The journal's and the budgets' statements bypass Django's cursor wrapper: django-tenants
+    would send a SET search_path before each Django cursor (a round trip), so they name their
+    schema themselves. Each is prepared once per connection (and types of its parameters),
+    so Postgres parses and plans it once, and runs with one blocking libpq call: psycopg's
+    cursor machinery (non-blocking send, wait loop, result bookkeeping) costs here about as
+    much client CPU as the server's whole round trip, on every model call. Parameters and
+    rows go through psycopg's own dumpers and loaders, so values come back as from a cursor.
+    Database errors come out as Django's, with psycopg's error as the cause.
+
+    Placeholders: ``%s`` (``%b`` binary, ``%t`` text) with a sequence, ``%(name)s`` with a
+    mapping; ``%%`` for a percent sign.
+
+    The statement runs in whatever the connection is in: autocommit, or the caller's open
+    transaction. When Django has opened a transaction that psycopg has not begun on the
+    server yet (no statement since ``atomic()``), it sends the BEGIN first, as psycopg would
+    (with the connection's isolation level and access mode); psycopg then commits or rolls
+    back that transaction as its own, since it goes by the server's transaction status.
     """
     db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
     conn = db.connection
-    saved = conn.prepare_threshold
-    conn.prepare_threshold = 0
-    try:
-        with db.wrap_database_errors, psycopg.Cursor(conn) as cursor:
-            yield cursor
-    finally:
-        conn.prepare_threshold = saved
+    pgconn = conn.pgconn
+    query, formats, names = _positional(sql)
+    if isinstance(params, Mapping):
+        values: Sequence[Any] = [params[name] for name in names]
+    else:
+        values = params
+    statements = _statements(conn)
+    tx = statements.transformer
+    with db.wrap_database_errors:
+        if pgconn.transaction_status == pq.TransactionStatus.IDLE and not conn.autocommit:
+            _check(conn, pgconn.exec_(_begin(conn)))
+        dumped = tx.dump_sequence(values, formats)
+        key = (sql, tx.types)
+        for attempt in (1, 2):
+            name = statements.names.get(key)
+            if name is None:
+                name = statements.name_for(key)
+                _check(conn, pgconn.prepare(name, query, tx.types))
+            in_transaction = pgconn.transaction_status != pq.TransactionStatus.IDLE
+            result = pgconn.exec_prepared(name, dumped, tx.formats)
+            if result.status == pq.ExecStatus.FATAL_ERROR and result.error_field(pq.DiagnosticField.SQLSTATE) in (
+                b"26000",  # the server no longer has it (DEALLOCATE ALL, a pooler)
+                b"0A000",  # a function it calls was redefined with another result type
+            ):
+                statements.names.pop(key, None)
+                if attempt == 1 and not in_transaction:
+                    continue  # nothing ran and no transaction is spoilt: prepare it again
+            break
+        _check(conn, result)
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            return []
+        tx.set_pgresult(result)
+        return tx.load_rows(0, result.ntuples, tuple)
+
+
+def _begin(conn: psycopg.Connection[Any]) -> bytes:
+    parts = ["BEGIN"]
+    if conn.isolation_level is not None:
+        parts.append("ISOLATION LEVEL " + conn.isolation_level.name.replace("_", " "))
+    if conn.read_only is not None:
+        parts.append("READ ONLY" if conn.read_only else "READ WRITE")
+    if conn.deferrable is not None:
+        parts.append("DEFERRABLE" if conn.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts).encode()
+
+
+class PreparedCursor:
+    """A cursor-shaped face of run_prepared, for code that runs several such statements."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), *, prepare: bool = True) -> None:
+        self._rows = run_prepared(sql, params)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+
+@contextlib.contextmanager
+def prepared_cursor() -> Iterator[PreparedCursor]:
+    """Statements prepared and run as by run_prepared (see there)."""
+    yield PreparedCursor()
+
+
+class _Statements:
+    """One connection's statements prepared by run_prepared, and its adapter."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.transformer = Transformer(conn)
+        self.names: dict[tuple[str, tuple[int, ...] | None], bytes] = {}
+        self._made = 0
+
+    def name_for(self, key: tuple[str, tuple[int, ...] | None]) -> bytes:
+        # Never reused on a connection (psycopg's own are _pg3_N).
+        self._made += 1
+        name = self.names[key] = f"qd_{self._made}".encode()
+        return name
+
+
+_prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], _Statements] = weakref.WeakKeyDictionary()
+
+
+def _statements(conn: psycopg.Connection[Any]) -> _Statements:
+    statements = _prepared.get(conn)
+    if statements is None:
+        statements = _prepared[conn] = _Statements(conn)
+    return statements
+
+
+def _check(conn: psycopg.Connection[Any], result: pq.abc.PGresult) -> None:
+    if result.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+_PLACEHOLDER = re.compile(r"%(?:\((\w+)\))?(.)")
+_FORMATS = {"s": PyFormat.AUTO, "b": PyFormat.BINARY, "t": PyFormat.TEXT}
+
+
+@functools.lru_cache(maxsize=256)
+def _positional(sql: str) -> tuple[bytes, tuple[PyFormat, ...], tuple[str, ...]]:
+    """The statement with ``$1, $2 ...`` for its placeholders, each one's format, and the
+    parameter names in ``$n`` order (empty for positional placeholders)."""
+    formats: list[PyFormat] = []
+    names: list[str] = []
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name, code = match.group(1), match.group(2)
+        if code == "%" and name is None:
+            return "%"
+        if code not in _FORMATS:
+            raise ValueError(f"unsupported placeholder {match.group(0)!r}")
+        if name is None:
+            if names:
+                raise ValueError("positional and named placeholders in one statement")
+            formats.append(_FORMATS[code])
+            return f"${len(formats)}"
+        if len(formats) > len(names):
+            raise ValueError("positional and named placeholders in one statement")
+        if name not in numbers:
+            formats.append(_FORMATS[code])
+            names.append(name)
+            numbers[name] = len(names)
+        return f"${numbers[name]}"
+
+    return _PLACEHOLDER.sub(number, sql).encode(), tuple(formats), tuple(names)
 
 
 def durability_barrier() -> None:
@@ -64,9 +203,7 @@ def durability_barrier() -> None:
     """
     if connection.in_atomic_block:
         return
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        connection.connection.execute(_BARRIER_SQL)
+    run_prepared(_BARRIER_SQL, ())
 
 
 _BARRIER_SQL = "SELECT pg_logical_emit_message(false, 'quarterdeck.durability', '', true)"

@@ -391,7 +391,7 @@ def test_a_failed_standalone_append_fails_closed(globex: Any, monkeypatch: pytes
         return lambda: journal_append(kind="test.typed", payload={"count": 1, "name": name})
 
     before = _on_own_connection(globex, lambda: _head().last_seq)
-    monkeypatch.setattr(services, "prepared_cursor", broken)
+    monkeypatch.setattr(services, "run_prepared", broken)
     with pytest.raises(GovernanceUnavailable):
         _on_own_connection(globex, append("lost"))
     assert _on_own_connection(globex, lambda: _head().last_seq) == before
