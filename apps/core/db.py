@@ -1,4 +1,5 @@
-"""Commit durability for the governance hot paths (journal appends, budget reservations).
+"""How the governance hot paths (journal appends, budget reservations) talk to Postgres:
+their statements (run_prepared) and their commit durability (durability_barrier).
 
 A transaction that commits with ``synchronous_commit = off`` releases its row locks as soon
 as its commit record is in the WAL buffers, instead of holding them through the fsync: one
@@ -42,6 +43,11 @@ def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> li
     much client CPU as the server's whole round trip, on every model call. Parameters and
     rows go through psycopg's own dumpers and loaders, so values come back as from a cursor.
     Database errors come out as Django's, with psycopg's error as the cause.
+
+    Keep psycopg's own statement preparation off on this connection (Django's default): after
+    a ROLLBACK or a DROP psycopg sends DEALLOCATE ALL if it has prepared anything, which would
+    drop these statements too (they are prepared again, but inside a transaction the failed
+    attempt has spoilt it).
 
     Placeholders: ``%s`` (``%b`` binary, ``%t`` text) with a sequence, ``%(name)s`` with a
     mapping; ``%%`` for a percent sign.
