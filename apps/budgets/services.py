@@ -386,7 +386,7 @@ def _lock_windows(cursor: Any, scopes: Scopes, at: datetime, extra: Sequence[Bud
         # Only placeholders are joined in; every value is a bound parameter.
         extra_sql = " UNION SELECT * FROM (VALUES " + ", ".join(rows) + ") AS r(budget_id, window_key, ws, we)"  # noqa: S608
     sql = _LOCK_SQL.replace("{extra}", extra_sql).replace("{s}", _schema())
-    cursor.execute(sql, params, prepare=True)
+    cursor.execute(sql, params)
     extra_by_key = {(line.budget_id, line.window_key): line for line in extra}
     locked = []
     for (bid, key, start, end, reserved, spent, current, name, scope, scope_id, window, mode, limit, warn,
@@ -457,7 +457,7 @@ def _write(
         # This transaction does not wait for its WAL flush (see durability_barrier).
         main += " CROSS JOIN sc"
     with connection.wrap_database_errors:  # Django's exception classes, for the callers' except clauses
-        cursor.execute("WITH " + ", ".join(ctes) + " " + main, params, prepare=True)
+        cursor.execute("WITH " + ", ".join(ctes) + " " + main, params)
         rows = cursor.fetchall()
     totals = {(int(r[1]), str(r[2])): (int(r[3]), int(r[4])) for r in rows if r[1] is not None}
     companion_rows = None if rows[0][5] is None else int(rows[0][5])

@@ -74,12 +74,12 @@ def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> li
             _check(conn, pgconn.exec_(_begin(conn)))
         dumped = tx.dump_sequence(values, formats)
         key = (sql, tx.types)
+        in_transaction = pgconn.transaction_status != pq.TransactionStatus.IDLE
         for attempt in (1, 2):
             name = statements.names.get(key)
             if name is None:
                 name = statements.name_for(key)
                 _check(conn, pgconn.prepare(name, query, tx.types))
-            in_transaction = pgconn.transaction_status != pq.TransactionStatus.IDLE
             result = pgconn.exec_prepared(name, dumped, tx.formats)
             if result.status == pq.ExecStatus.FATAL_ERROR and result.error_field(pq.DiagnosticField.SQLSTATE) in (
                 b"26000",  # the server no longer has it (DEALLOCATE ALL, a pooler)
@@ -113,7 +113,7 @@ class PreparedCursor:
     def __init__(self) -> None:
         self._rows: list[tuple[Any, ...]] = []
 
-    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), *, prepare: bool = True) -> None:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> None:
         self._rows = run_prepared(sql, params)
 
     def fetchall(self) -> list[tuple[Any, ...]]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from django.db import IntegrityError, ProgrammingError, connection, transaction
 
 from apps.core.db import _positional, run_prepared
+from tests.budgets.test_concurrency import run_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -78,24 +78,4 @@ def test_statements_lost_on_the_server_are_prepared_again_outside_a_transaction(
             run_prepared("SELECT %s::int * 2", [5])
         assert run_prepared("SELECT %s::int * 2", [5]) == [(10,)]
 
-    _in_thread(work)
-
-
-def _in_thread(work: Callable[[], None]) -> None:
-    """``work()`` on a connection of its own, in autocommit (the test's connection is inside
-    the test's transaction)."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+    run_threads(1, lambda _index: work())  # its own connection, in autocommit
