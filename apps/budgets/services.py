@@ -582,8 +582,10 @@ def _fast_reserve(
     async_commit: bool,
     companion: CompanionFor | None,
     companion_required: bool,
+    durable: bool,
 ) -> ReserveOutcome | None:
-    """The reservation in one statement, or None: take the general path."""
+    """The reservation in one statement, or None: take the general path. ``durable``: with
+    the durability barrier in the same round trip (see run_prepared)."""
     seen = _lines_seen.get(_lines_key(scopes))
     if seen is None:
         return None
@@ -626,7 +628,7 @@ def _fast_reserve(
         *extra,
     ]
     try:
-        row = run_prepared(sql, params)[0]
+        row = run_prepared(sql, params, durable=durable)[0]
     except DatabaseError as exc:
         state = _sqlstate(exc)
         if state in _FAST_FALLBACK:
@@ -714,6 +716,7 @@ def budget_try_reserve(
     async_commit: bool = False,
     companion: CompanionFor | None = None,
     companion_required: bool = False,
+    durable: bool = False,
 ) -> ReserveOutcome:
     """Reserve a call's worst case against every applicable budget, in one transaction.
 
@@ -725,26 +728,32 @@ def budget_try_reserve(
     ``outcome.exceeded``; nothing is raised, so the record commits.
 
     ``async_commit`` (only for a transaction the caller owns and commits right after): do
-    not wait for the WAL flush at commit; call ``durability_barrier()`` before acting on the
-    reservation instead (``budget_reserve`` and the gateway do). ``companion`` adds one
+    not wait for the WAL flush at commit; wait for it before acting on the reservation
+    instead: with ``durable``, this returns once the outcome is on disk (on the fast path the
+    barrier rides in the reservation's round trip), as ``budget_reserve`` and the gateway ask;
+    otherwise call ``durability_barrier()``. ``companion`` adds one
     statement of the caller's to the write (see ``Companion``); with ``companion_required``
     (only for a transaction we own), a companion that writes no row undoes everything and
     the outcome has neither a reservation nor an error, and ``companion_rows == 0``.
 
     Outside a caller's transaction this is usually one statement (see ``_fast_reserve``).
     """
+    durable = durable and async_commit and not connection.in_atomic_block
     if not connection.in_atomic_block and replaces is None:
-        outcome = _fast_reserve(scopes, charge, request_id, note, async_commit, companion, companion_required)
+        outcome = _fast_reserve(scopes, charge, request_id, note, async_commit, companion, companion_required, durable)
         if outcome is not None:
             return outcome
     try:
-        return _retrying(
+        outcome = _retrying(
             lambda: _try_reserve(
                 scopes, charge, request_id, replaces, note, async_commit, companion, companion_required
             )
         )
     except _CompanionWroteNothing as nothing:
         return ReserveOutcome(reservation=None, exceeded=None, states=(), charge=nothing.charge, companion_rows=0)
+    if durable:
+        durability_barrier()
+    return outcome
 
 
 class _CompanionWroteNothing(Exception):
@@ -757,9 +766,14 @@ def budget_reserve(*, scopes: Scopes, charge: Charge | ChargeFor, request_id: st
     """``budget_try_reserve`` that raises ``BudgetExceeded`` (after the blocked row committed).
     In a transaction of its own, the reservation is on disk when this returns."""
     own = not connection.in_atomic_block
-    outcome = budget_try_reserve(scopes=scopes, charge=charge, request_id=request_id, note=note, async_commit=own)
-    if own and outcome.reservation is not None and durable_reservations():
-        durability_barrier()
+    outcome = budget_try_reserve(
+        scopes=scopes,
+        charge=charge,
+        request_id=request_id,
+        note=note,
+        async_commit=own,
+        durable=own and durable_reservations(),
+    )
     if outcome.exceeded is not None:
         raise outcome.exceeded
     assert outcome.reservation is not None

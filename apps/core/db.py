@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import select
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -32,7 +33,9 @@ connection: Any = _connection
 ASYNC_COMMIT_CTE = "sc AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
 
 
-def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
+def run_prepared(
+    sql: str, params: Sequence[Any] | Mapping[str, Any] = (), *, durable: bool = False
+) -> list[tuple[Any, ...]]:
     """Run one statement of the hot paths on Django's default connection; its rows.
 
     The journal's and the budgets' statements bypass Django's cursor wrapper: django-tenants
@@ -57,6 +60,13 @@ def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> li
     server yet (no statement since ``atomic()``), it sends the BEGIN first, as psycopg would
     (with the connection's isolation level and access mode); psycopg then commits or rolls
     back that transaction as its own, since it goes by the server's transaction status.
+
+    ``durable`` (for a statement that commits asynchronously, in autocommit): also wait until
+    its commit is on disk, as ``durability_barrier()`` right after it would, but in the same
+    round trip (both go out in one pipeline, each in a transaction of its own). If the
+    statement fails, its error is raised; if only the barrier fails, the barrier's error is
+    (the statement committed, but nothing may act on it). Inside a transaction it is ignored,
+    like the barrier: the caller's commit decides.
     """
     db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
@@ -74,26 +84,70 @@ def run_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> li
             _check(conn, pgconn.exec_(_begin(conn)))
         dumped = tx.dump_sequence(values, formats)
         key = (sql, tx.types)
+        types = tx.types
+        param_formats = tx.formats
         in_transaction = pgconn.transaction_status != pq.TransactionStatus.IDLE
+        durable = durable and not in_transaction
         for attempt in (1, 2):
-            name = statements.names.get(key)
-            if name is None:
-                name = statements.name_for(key)
-                _check(conn, pgconn.prepare(name, query, tx.types))
-            result = pgconn.exec_prepared(name, dumped, tx.formats)
+            name = statements.prepared(conn, key, query, types)
+            if durable:
+                barrier = statements.prepared(conn, (_BARRIER_SQL, ()), _BARRIER_SQL.encode(), ())
+                result, flushed = _pipelined(pgconn, (name, dumped, param_formats), (barrier, None, None))
+            else:
+                result, flushed = pgconn.exec_prepared(name, dumped, param_formats), None
             if result.status == pq.ExecStatus.FATAL_ERROR and result.error_field(pq.DiagnosticField.SQLSTATE) in (
                 b"26000",  # the server no longer has it (DEALLOCATE ALL, a pooler)
                 b"0A000",  # a function it calls was redefined with another result type
             ):
                 statements.names.pop(key, None)
+                if durable:
+                    statements.names.pop((_BARRIER_SQL, ()), None)
                 if attempt == 1 and not in_transaction:
                     continue  # nothing ran and no transaction is spoilt: prepare it again
             break
         _check(conn, result)
+        if flushed is not None:
+            _check(conn, flushed)
         if result.status != pq.ExecStatus.TUPLES_OK:
             return []
         tx.set_pgresult(result)
         return tx.load_rows(0, result.ntuples, tuple)
+
+
+# A prepared statement to run: its name, dumped parameters and their formats.
+Prepared = tuple[bytes, Sequence[Any] | None, Sequence[Any] | None]
+
+
+def _pipelined(pgconn: Any, *statements: Prepared) -> list[Any]:
+    """Run prepared statements in one round trip, each in a transaction of its own (a sync
+    after each: in a pipeline, the statements before a sync share one transaction); their
+    results, in order. If this fails half-way, the connection is closed: a connection left
+    in pipeline mode with results pending is of no use to anyone."""
+    pgconn.enter_pipeline_mode()
+    try:
+        for name, values, formats in statements:
+            pgconn.send_query_prepared(name, values, formats)
+            pgconn.pipeline_sync()
+        while pgconn.flush():  # a non-blocking connection whose socket buffer is full
+            select.select([], [pgconn.socket], [])
+        results: list[Any] = []
+        syncs = 0
+        while syncs < len(statements):
+            while pgconn.is_busy():  # wait in select, which lets other threads run
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                continue  # the end of one statement's results
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                syncs += 1
+            else:
+                results.append(result)
+        pgconn.exit_pipeline_mode()
+    except BaseException:
+        pgconn.finish()
+        raise
+    return results
 
 
 def _begin(conn: psycopg.Connection[Any]) -> bytes:
@@ -135,13 +189,20 @@ class _Statements:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.transformer = Transformer(conn)
-        self.names: dict[tuple[str, tuple[int, ...] | None], bytes] = {}
+        self.names: dict[tuple[str, Any], bytes] = {}
         self._made = 0
 
-    def name_for(self, key: tuple[str, tuple[int, ...] | None]) -> bytes:
-        # Never reused on a connection (psycopg's own are _pg3_N).
-        self._made += 1
-        name = self.names[key] = f"qd_{self._made}".encode()
+    def prepared(
+        self, conn: psycopg.Connection[Any], key: tuple[str, Any], query: bytes, types: Sequence[int] | None
+    ) -> bytes:
+        """The name of the statement ``key`` on this connection, preparing it if need be."""
+        name = self.names.get(key)
+        if name is None:
+            # Never reused on a connection (psycopg's own are _pg3_N).
+            self._made += 1
+            name = f"qd_{self._made}".encode()
+            _check(conn, conn.pgconn.prepare(name, query, types))
+            self.names[key] = name
         return name
 
 

@@ -168,6 +168,7 @@ class _Admission:
     reservation: Reservation
     model: ResolvedModel
     route_reason: str
+    on_disk: bool = False  # the reservation's commit is known to be flushed
 
 
 @dataclasses.dataclass
@@ -265,6 +266,7 @@ def _admit(
     # gateway owns it, one statement: a record that already exists undoes the reservation).
     try:
         if own:
+            durable = durable_reservations()
             outcome = budget_try_reserve(
                 scopes=scopes,
                 charge=charge,
@@ -272,16 +274,19 @@ def _admit(
                 async_commit=True,
                 companion=insert_record,
                 companion_required=True,
+                durable=durable,
             )
             if outcome.companion_rows == 0:
                 raise _Duplicate  # ON CONFLICT DO NOTHING: the request id exists
-        else:
-            with transaction.atomic():
-                outcome = budget_try_reserve(
-                    scopes=scopes, charge=charge, request_id=request_id, async_commit=False, companion=insert_record
-                )
-                if outcome.companion_rows == 0:
-                    raise _Duplicate  # rolls the reservation back with the caller's savepoint
+            admission = _admitted_or_raise(outcome, chosen)
+            admission.on_disk = durable
+            return admission
+        with transaction.atomic():
+            outcome = budget_try_reserve(
+                scopes=scopes, charge=charge, request_id=request_id, async_commit=False, companion=insert_record
+            )
+            if outcome.companion_rows == 0:
+                raise _Duplicate  # rolls the reservation back with the caller's savepoint
         return _admitted_or_raise(outcome, chosen)
     except _Duplicate:
         pass
@@ -432,7 +437,7 @@ def chat(*, request: ChatRequest, context: CallContext) -> ChatResponse:
     try:
         route = route_for(request=request, context=context)
         admitted = _admit(request, context, route, scopes, request_id, input_tokens, own)
-        if not isinstance(admitted, ChatResponse):
+        if not isinstance(admitted, ChatResponse) and not admitted.on_disk:
             _make_durable(own)
     except QuarterdeckError:
         raise

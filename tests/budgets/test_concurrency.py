@@ -147,3 +147,39 @@ def test_concurrent_gateway_calls_admit_exactly_what_the_budget_allows(acme: Wor
         assert (total.spent_microusd, total.reserved_microusd) == (12 * worst, 0)
         provider_calls = [r for r in server.requests if r.path == "/v1/messages"]
         assert len(provider_calls) == 12  # blocked calls never reached the provider
+
+
+def test_a_reservation_of_its_own_is_on_disk_when_budget_reserve_returns(
+    acme: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It commits without waiting for the disk (freeing the shared rows at once), then waits
+    for the flush: the first call of a scope set (the general path) with a barrier of its
+    own, later ones (one statement) with the barrier in the same round trip."""
+    from apps.budgets import services
+
+    asked: list[str] = []
+    real_run, real_barrier = services.run_prepared, services.durability_barrier
+
+    def run(sql: str, params: Any = (), *, durable: bool = False) -> Any:
+        if "budgets_reserve" in sql:
+            asked.append("reserve+barrier" if durable else "reserve")
+        return real_run(sql, params, durable=durable)
+
+    def barrier() -> None:
+        asked.append("barrier")
+        real_barrier()
+
+    monkeypatch.setattr(services, "run_prepared", run)
+    monkeypatch.setattr(services, "durability_barrier", barrier)
+    agent_id = uuid.uuid4()
+
+    def work() -> None:
+        budget_create(name=f"durable {agent_id.hex[:6]}", scope="agent", scope_id=agent_id, window="hour",
+                      limit_microusd=10**9)  # fmt: skip
+        scopes = Scopes(agent_id=agent_id)
+        for _ in range(2):
+            reservation = budget_reserve(scopes=scopes, charge=charge(1_000))
+            budget_settle(reservation=reservation, amount_microusd=1_000, tokens=Tokens(input=1))
+
+    on_thread(acme, work)
+    assert asked[-2:] == ["barrier", "reserve+barrier"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -79,3 +79,71 @@ def test_statements_lost_on_the_server_are_prepared_again_outside_a_transaction(
         assert run_prepared("SELECT %s::int * 2", [5]) == [(10,)]
 
     run_threads(1, lambda _index: work())  # its own connection, in autocommit
+
+
+# An asynchronous commit, as the hot paths make: it returns the WAL position its changes
+# reached, so a test can compare it with what the server has flushed since. The table is
+# committed (these tests run on connections of their own) and dropped again.
+_DURABLE_TABLE = "public.qd_run_prepared_durable"
+_ASYNC_INSERT = (
+    "WITH sc AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    f"ins AS (INSERT INTO {_DURABLE_TABLE} VALUES (%s, %s) RETURNING id) "
+    "SELECT (SELECT id FROM ins), pg_current_wal_insert_lsn() - '0/0'::pg_lsn FROM sc"
+)
+_FLUSHED = "SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn"
+
+
+def _with_durable_table(work: Callable[[], None]) -> None:
+    def run(_index: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {_DURABLE_TABLE} (id integer PRIMARY KEY, note text)")
+        try:
+            work()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {_DURABLE_TABLE}")
+
+    run_threads(1, run)  # its own connection, in autocommit
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_durable_returns_once_the_asynchronous_commit_is_flushed() -> None:
+    def work() -> None:
+        pid = connection.connection.info.backend_pid
+        for n in range(20):
+            # Without the barrier the WAL writer flushes an asynchronous commit only within
+            # a few hundred milliseconds, so twenty in a row would not all be on disk.
+            [(ident, written)] = run_prepared(_ASYNC_INSERT, [n, "durable"], durable=True)
+            [(flushed,)] = run_prepared(_FLUSHED, [])
+            assert ident == n
+            assert int(flushed) >= int(written)
+        # One connection throughout, out of pipeline mode, back in autocommit.
+        assert connection.connection.info.backend_pid == pid
+        assert connection.connection.pgconn.pipeline_status == 0
+        assert run_prepared("SELECT current_setting('synchronous_commit')", []) == [("on",)]
+
+    _with_durable_table(work)
+
+
+@pytest.mark.usefixtures("committed_db")
+def test_durable_raises_the_statements_error_and_leaves_the_connection_usable() -> None:
+    def work() -> None:
+        run_prepared(_ASYNC_INSERT, [1, "first"], durable=True)
+        with pytest.raises(IntegrityError) as caught:
+            run_prepared(_ASYNC_INSERT, [1, "again"], durable=True)
+        assert getattr(caught.value.__cause__, "sqlstate", None) == "23505"
+        assert run_prepared(f"SELECT note FROM {_DURABLE_TABLE} WHERE id = %s", [1]) == [("first",)]
+        # A statement the server lost is prepared again, the barrier with it.
+        connection.connection.execute("DEALLOCATE ALL")
+        [(ident, _written)] = run_prepared(_ASYNC_INSERT, [2, "after deallocate"], durable=True)
+        assert ident == 2
+
+    _with_durable_table(work)
+
+
+def test_durable_inside_a_transaction_leaves_it_to_the_callers_commit(scratch: str) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        run_prepared(f"INSERT INTO {scratch} VALUES (%s, %s)", [3000, "rolled back"], durable=True)
+        assert connection.connection.pgconn.pipeline_status == 0
+        raise RuntimeError
+    assert run_prepared(f"SELECT count(*) FROM {scratch} WHERE id = %s", [3000]) == [(0,)]
