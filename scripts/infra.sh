@@ -53,7 +53,9 @@ CONF
 podman_env() { export CONTAINERS_CONF="$RUN_DIR/containers.conf"; }
 
 ensure_engine() {
-  if have docker && docker info >/dev/null 2>&1; then
+  # A Docker daemon of its own: not Podman's socket reached through an inherited DOCKER_HOST
+  # (scripts/env.sh exports ours), which would pass for one and leave the engine misnamed.
+  if have docker && env -u DOCKER_HOST docker info >/dev/null 2>&1; then
     echo docker > "$RUN_DIR/engine"
     echo "unix:///var/run/docker.sock" > "$RUN_DIR/docker_host"
     return 0

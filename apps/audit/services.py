@@ -196,7 +196,7 @@ def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> l
         # savepoint=False: inside a caller's transaction a failure here must doom the whole
         # transaction (the change must not commit without its entry); it also saves round trips.
         with transaction.atomic(savepoint=False):
-            committed = _write(schema, prepared, async_commit=False)
+            committed, _flush_pending = _write(schema, prepared, async_commit=False)
             transaction.on_commit(lambda: live.publish(schema, committed))
         return committed
     except (DatabaseError, psycopg.Error) as exc:
@@ -208,32 +208,39 @@ def journal_append_many(*, entries: Sequence[NewEntry | Mapping[str, Any]]) -> l
 def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEntry]:
     """Write ``prepared`` in a transaction of our own; return once it is on disk.
 
-    The append is one statement, which is the whole transaction. The threads of this process
-    take turns per workspace, and how an append waits for the disk depends on that queue.
-    Alone, the commit itself waits for the flush (one round trip in all). With other threads
-    of this process queued behind it, it commits without waiting, which frees the head at
-    once, and waits for the flush after letting the next one in (see apps.core.db): queued
-    appenders then share their fsyncs instead of each holding the head through its own.
+    The append is one statement, which is the whole transaction. Whoever else wants the head
+    decides how its commit waits for the disk. Alone, the commit itself waits for the flush
+    (one round trip in all). With other threads of this process queued behind it (they take
+    turns per workspace), or when the head was held by another transaction, another
+    process's append typically (the append function notices, audit/0006), it commits without
+    waiting, which frees the head at once, and this waits for the flush afterwards (see
+    apps.core.db): queued appenders then share their fsyncs instead of each holding the head
+    through its own.
     """
     writer = _writer(schema)
     with writer.turn() as queued:
-        written = _write(schema, prepared, async_commit=queued)
-    if queued:
+        # Queued: asynchronous. Otherwise the server decides (None), by the head's lock.
+        written, flush_pending = _write(schema, prepared, async_commit=True if queued else None)
+    if flush_pending:
         durability_barrier()
     return written
 
 
-def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool) -> list[JournalEntry]:
+def _write(
+    schema: str, prepared: list[_Prepared], *, async_commit: bool | None
+) -> tuple[list[JournalEntry], bool]:
     """Append ``prepared`` behind the head: one call of the schema's append function, which
     locks the head, chains (HMAC) and inserts the entries and moves the head inside one
     statement, so no writer ever holds the head across a round trip (see migration
-    audit/0005). Standalone, that statement is the whole transaction; ``async_commit`` is
-    only for that case (see _append_standalone)."""
+    audit/0005). The entries, and whether the transaction commits without waiting for the
+    disk. Standalone, that statement is the whole transaction; only then may
+    ``async_commit`` be true or None (see _append_standalone)."""
     batch = JournalBatch(schema, timezone.now(), prepared)
     rows = run_prepared(_append_sql(schema), [chain.key(), async_commit, batch.now, batch.documents()])
     if len(rows) != len(prepared):
         raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
-    return batch.entries([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows])
+    written = batch.entries([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows])
+    return written, rows[0][3] == "off"
 
 
 @dataclass(frozen=True)
@@ -354,7 +361,11 @@ def _writer(schema: str) -> _Writer:
 # so the search path does not matter (see apps.core.db.run_prepared).
 @functools.lru_cache(maxsize=1024)
 def _append_sql(schema: str) -> str:
-    return f'SELECT out_seq, out_prev_hash, out_hash FROM "{schema}".audit_journal_append(%b, %s, %s, %b)'  # noqa: S608
+    # The commit mode is read after the function ran: it may have chosen (audit/0006).
+    return (
+        "SELECT out_seq, out_prev_hash, out_hash, current_setting('synchronous_commit') "  # noqa: S608
+        f'FROM "{schema}".audit_journal_append(%b, %s::boolean, %s, %b)'
+    )
 
 
 # --- checkpoints ----------------------------------------------------------------------------

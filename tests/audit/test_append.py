@@ -309,7 +309,7 @@ def test_a_standalone_append_is_on_disk_when_it_returns(
     committed_up_to: list[int] = []
     real_write, real_barrier = services._write, services.durability_barrier
 
-    def write(*args: Any, async_commit: bool) -> Any:
+    def write(*args: Any, async_commit: bool | None) -> Any:
         commit_modes.append(async_commit)
         return real_write(*args, async_commit=async_commit)
 
@@ -330,7 +330,7 @@ def test_a_standalone_append_is_on_disk_when_it_returns(
     if queued:
         monkeypatch.setattr(services, "_writer", lambda schema: _Queued())
     flushed, mode = _on_own_connection(globex, append)
-    assert commit_modes == [queued]
+    assert commit_modes == [True if queued else None]  # None: the server decides (uncontended: waits)
     assert len(committed_up_to) == (1 if queued else 0)
     if queued:
         assert int(flushed) >= committed_up_to[0]
@@ -463,3 +463,56 @@ def test_the_hmac_key_is_not_stored_in_the_database(globex: Any) -> None:
         sources = [row[0] for row in cursor.fetchall()]
     assert sources
     assert not any(str(settings.JOURNAL_HMAC_KEY) in source for source in sources)
+
+
+@pytest.mark.usefixtures("committed_db")
+@pytest.mark.django_db(transaction=False)
+def test_an_append_that_waited_for_the_head_commits_without_holding_it_through_the_fsync(
+    globex: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another transaction (another process's append, say) holds the head: the append
+    function queues for it, commits without waiting for the disk (audit/0006), and the
+    client waits for the flush before it returns."""
+    from apps.audit import services
+    from apps.tenants.access import workspace_schema
+
+    barriers: list[int] = []
+    real_barrier = services.durability_barrier
+
+    def barrier() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+            barriers.append(int(cursor.fetchone()[0]))
+        real_barrier()
+
+    monkeypatch.setattr(services, "durability_barrier", barrier)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_head() -> None:
+        try:
+            with workspace_schema(globex), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT last_seq FROM audit_journalhead WHERE id = 1 FOR UPDATE")
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_head)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.3, release.set).start()
+
+    def append() -> tuple[Any, ...]:
+        written = journal_append(kind="test.typed", payload={"count": 1, "name": "queued on the head"})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn, current_setting('synchronous_commit')")
+            return (written.seq, *cursor.fetchone())
+
+    seq, flushed, mode = _on_own_connection(globex, append)
+    holder.join(10)
+    assert len(barriers) == 1  # it committed without waiting, so it waited for the flush itself
+    assert int(flushed) >= barriers[0]
+    assert mode == "on"
+    with workspace_schema(globex):
+        assert JournalEntry.objects.filter(seq=seq, kind="test.typed").exists()
+        assert journal_verify().ok
