@@ -226,9 +226,7 @@ def _append_standalone(schema: str, prepared: list[_Prepared]) -> list[JournalEn
     return written
 
 
-def _write(
-    schema: str, prepared: list[_Prepared], *, async_commit: bool | None
-) -> tuple[list[JournalEntry], bool]:
+def _write(schema: str, prepared: list[_Prepared], *, async_commit: bool | None) -> tuple[list[JournalEntry], bool]:
     """Append ``prepared`` behind the head: one call of the schema's append function, which
     locks the head, chains (HMAC) and inserts the entries and moves the head inside one
     statement, so no writer ever holds the head across a round trip (see migration
