@@ -69,27 +69,38 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 
 def env_database(name: str, default: object = _MISSING) -> dict[str, object]:
-    """Parse ``postgres://user:password@host:port/dbname?options`` into a DATABASES entry."""
+    """Parse ``postgres://user:password@host:port/dbname?options`` into a DATABASES entry.
+
+    As with libpq, the host may be a Unix-socket directory: percent-encoded in place of the
+    host (``postgres://u:p@%2Frun%2Fpostgresql/db``) or as a ``host`` option
+    (``postgres://u:p@/db?host=/run/postgresql``), which wins over the one in the netloc.
+    """
     url = env_str(name, default)
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
         raise ImproperlyConfigured(f"{name}: scheme must be postgres://, got {parsed.scheme!r}")
+    options: dict[str, str] = {}
+    for pair in filter(None, parsed.query.split("&")):
+        key, _, val = pair.partition("=")
+        options[key] = unquote(val)
+    # The host as written (``hostname`` lowercases it, which would change a socket path).
+    raw_host = parsed.netloc.rpartition("@")[2]
+    host = options.pop("host", "") or (unquote(raw_host.split(":")[0]) if raw_host.startswith("%") else "")
+    host = host or (parsed.hostname or "")
+    if host.startswith("%") or (not host.startswith("/") and "/" in host):
+        raise ImproperlyConfigured(f"{name}: malformed host")
     db_name = parsed.path.lstrip("/")
-    if not db_name or not parsed.hostname:
+    if not db_name or not host:
         raise ImproperlyConfigured(f"{name}: needs a host and a database name")
     try:
         port = parsed.port or 5432
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: malformed port") from exc
-    options: dict[str, str] = {}
-    for pair in filter(None, parsed.query.split("&")):
-        key, _, val = pair.partition("=")
-        options[key] = unquote(val)
     return {
         "NAME": db_name,
         "USER": unquote(parsed.username or ""),
         "PASSWORD": unquote(parsed.password or ""),
-        "HOST": parsed.hostname,
+        "HOST": host,
         "PORT": str(port),
         "OPTIONS": options,
     }

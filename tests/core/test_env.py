@@ -43,7 +43,14 @@ def test_malformed_integer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://u:p@h/db", "postgres://u:p@h", "postgres://u:p@h:notaport/db", "postgres:///db"],
+    [
+        "mysql://u:p@h/db",
+        "postgres://u:p@h",
+        "postgres://u:p@h:notaport/db",
+        "postgres:///db",
+        "postgres://u:p@%2Fsock/",
+        "postgres://u:p@/db?host=",
+    ],
 )
 def test_malformed_database_url_fails(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("QD_TEST_DB", url)
@@ -57,6 +64,23 @@ def test_database_url_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parsed["USER"] == "u@x" and parsed["PASSWORD"] == "p/w"
     assert parsed["HOST"] == "db.local" and parsed["PORT"] == "6543" and parsed["NAME"] == "qd"
     assert parsed["OPTIONS"] == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:p@%2Frun%2FPostgres%20Sock/qd",
+        "postgres://u:p@%2Frun%2FPostgres%20Sock:5432/qd",
+        "postgres://u:p@/qd?host=%2Frun%2FPostgres%20Sock",
+        "postgres://u:p@elsewhere/qd?host=/run/Postgres%20Sock",
+    ],
+)
+def test_database_url_can_name_a_unix_socket_directory(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("QD_TEST_DB", url)
+    parsed = env.env_database("QD_TEST_DB")
+    # The path as written: case kept, percent-decoded, and not left among the options.
+    assert parsed["HOST"] == "/run/Postgres Sock" and parsed["NAME"] == "qd" and parsed["PORT"] == "5432"
+    assert parsed["USER"] == "u" and parsed["PASSWORD"] == "p" and parsed["OPTIONS"] == {}
 
 
 def _key(n: int = 32) -> str:
