@@ -83,12 +83,10 @@ def env_database(name: str, default: object = _MISSING) -> dict[str, object]:
     for pair in filter(None, parsed.query.split("&")):
         key, _, val = pair.partition("=")
         options[key] = unquote(val)
-    # The host as written (``hostname`` lowercases it, which would change a socket path).
-    raw_host = parsed.netloc.rpartition("@")[2]
-    host = options.pop("host", "") or (unquote(raw_host.split(":")[0]) if raw_host.startswith("%") else "")
-    host = host or (parsed.hostname or "")
-    if host.startswith("%") or (not host.startswith("/") and "/" in host):
-        raise ImproperlyConfigured(f"{name}: malformed host")
+    # A socket directory in the host's place, read as written (``hostname`` would lowercase it).
+    netloc_host = parsed.netloc.rpartition("@")[2]
+    socket_dir = unquote(netloc_host.partition(":")[0]) if netloc_host.startswith("%") else ""
+    host = options.pop("host", "") or socket_dir or parsed.hostname or ""
     db_name = parsed.path.lstrip("/")
     if not db_name or not host:
         raise ImproperlyConfigured(f"{name}: needs a host and a database name")
