@@ -45,6 +45,7 @@ from django_tenants.utils import get_public_schema_name
 
 from apps.audit.chain import key as chain_key
 from apps.audit.services import JournalBatch, NewEntry, journal_append_many
+from apps.core.combine import Combiner
 from apps.core.context import current_actor
 from apps.core.db import ASYNC_COMMIT_CTE, durability_barrier, prepared_cursor, run_prepared
 from apps.core.errors import Conflict, GovernanceUnavailable, ValidationFailed
@@ -561,6 +562,148 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
 
 
+# --- several calls in one statement ----------------------------------------------------------
+# A process's reservations (and closes) that arrive while one of them is in flight are sent
+# together (apps.core.combine): one statement of budgets_reserve_batch / budgets_close_batch
+# (migration budgets/0006) does for all of them what the single function does for one, so
+# the rows all of a workspace's calls share are locked once per batch, and the batch has one
+# commit and one durability barrier. Whatever the batch function would not decide by itself
+# for one of its calls (a refusal, a second close) makes it raise with nothing written, and
+# each call of the batch is then sent alone.
+
+_SEND_ALONE = "alone"
+_CLOSED = "closed"
+_BATCH_REFUSED = "QDB05"
+
+_RESERVE_BATCH_CALL = (
+    "SELECT * FROM {s}.budgets_reserve_batch(%b, %s, %s::timestamptz[], %s::uuid[], %s::uuid[], %s::uuid[], "
+    "%s::bigint[], %s::boolean[], %s::int[], %s::text[], %s::jsonb, %s::int[], %b::text[])"
+)
+_CLOSE_BATCH_CALL = (
+    "SELECT * FROM {s}.budgets_close_batch(%b, %s, %s::timestamptz[], %s::int[], %s::bigint[], %s::text[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::jsonb, %s::int[], %b::text[])"
+)
+
+# A row as the single functions return it (ledger id, reserved, spent, journal seqs, previous
+# hashes, hashes, companion rows), or a status: a refusal code, _CLOSED or _SEND_ALONE.
+_Outcome = tuple[Any, ...] | str
+
+
+@dataclass(frozen=True)
+class _FastCall:
+    """One call of the one-statement path: its single statement and parameters (a batch
+    statement is built from the parameters of its calls)."""
+
+    sql: str
+    params: list[Any]
+    durable: bool = False
+
+
+_combiner: Combiner[_FastCall, _Outcome] = Combiner(max_batch=64)
+
+
+def combiner_stats() -> dict[str, float]:
+    """How this process's reservations and closes were combined (for benchmarks)."""
+    return _combiner.stats.as_dict()
+
+
+def _combining() -> bool:
+    return bool(getattr(settings, "BUDGETS_COMBINE_CONCURRENT_CALLS", True))
+
+
+def _run_fast(kind: str, call: _FastCall, alone: Callable[[_FastCall], _Outcome], *, combine: bool) -> _Outcome:
+    if combine and _combining():
+        key = (kind, str(connection.settings_dict["NAME"]), _schema(), call.params[1], call.durable)
+        together = _reserve_together if kind == "reserve" else _close_together
+        outcome = _combiner.run(key, call, lambda: alone(call), together)
+    else:
+        outcome = alone(call)
+    return alone(call) if outcome == _SEND_ALONE else outcome
+
+
+def _reserve_alone(call: _FastCall) -> _Outcome:
+    try:
+        return run_prepared(call.sql, call.params, durable=call.durable)[0]
+    except DatabaseError as exc:
+        state = _sqlstate(exc)
+        if state in _FAST_FALLBACK or state == _FAST_NO_COMPANION:
+            return str(state)
+        raise
+
+
+def _close_alone(call: _FastCall) -> _Outcome:
+    try:
+        return run_prepared(call.sql, call.params)[0]
+    except IntegrityError:
+        return _CLOSED
+
+
+def _together(sql: str, params: list[Any], calls: Sequence[_FastCall]) -> list[_Outcome]:
+    """Run a batch statement: one single-function row per call, or _SEND_ALONE for every
+    call if the statement failed (then it wrote nothing)."""
+    try:
+        # With the durability barrier in the same round trip, as a single call's.
+        rows = run_prepared(sql.replace("{s}", _schema()), params, durable=calls[0].durable)
+    except DatabaseError as exc:
+        state = _sqlstate(exc)
+        if state is None or state.startswith(("08", "57", "58", "XX")):
+            raise  # the connection or the server failed: every call of the batch fails (closed)
+        if state != _BATCH_REFUSED:
+            logger.info("a batch of %d budget calls failed (%s); sending each alone", len(calls), exc)
+        return [_SEND_ALONE] * len(calls)
+    if len(rows) != len(calls):
+        raise GovernanceUnavailable("The budget batch did not answer for every call.", code="budget_unavailable")
+    # row: item, ledger id, reserved, spent, journal seqs, previous hashes, hashes
+    return [(*row[1:7], None) for row in rows]
+
+
+def _flat(calls: Sequence[_FastCall], index: int) -> list[Any]:
+    return [value for call in calls for value in call.params[index]]
+
+
+def _ledgers(calls: Sequence[_FastCall], index: int) -> str:
+    return "[" + ",".join(call.params[index] for call in calls) + "]"
+
+
+def _reserve_together(calls: Sequence[_FastCall]) -> list[_Outcome]:
+    # The single call's parameters: key, async, now, crew, mission, agent, amount, expected
+    # budgets, guard, ledger row, journal documents.
+    first = calls[0].params
+    column = [[call.params[i] for call in calls] for i in range(len(first))]
+    params = [
+        first[0],
+        first[1],
+        *column[2:7],
+        column[8],
+        [len(expected) for expected in column[7]],
+        _flat(calls, 7),
+        _ledgers(calls, 9),
+        [len(documents) for documents in column[10]],
+        _flat(calls, 10),
+    ]
+    return _together(_RESERVE_BATCH_CALL, params, calls)
+
+
+def _close_together(calls: Sequence[_FastCall]) -> list[_Outcome]:
+    # The single call's parameters: key, async, now, budget ids, window keys, starts, ends,
+    # reserved delta, spent delta, ledger row, journal documents.
+    first = calls[0].params
+    column = [[call.params[i] for call in calls] for i in range(len(first))]
+    params = [
+        first[0],
+        first[1],
+        column[2],
+        [len(ids) for ids in column[3]],
+        *(_flat(calls, i) for i in (3, 4, 5, 6)),
+        column[7],
+        column[8],
+        _ledgers(calls, 9),
+        [len(documents) for documents in column[10]],
+        _flat(calls, 10),
+    ]
+    return _together(_CLOSE_BATCH_CALL, params, calls)
+
+
 def _with_companion(call: str, companion: Companion | None, *, required: bool) -> tuple[str, list[Any]]:
     if companion is None:
         return f"SELECT r.*, NULL::bigint FROM ({call}) AS r", []  # noqa: S608  (our own statement)
@@ -627,17 +770,14 @@ def _fast_reserve(
         batch.documents(),
         *extra,
     ]
-    try:
-        row = run_prepared(sql, params, durable=durable)[0]
-    except DatabaseError as exc:
-        state = _sqlstate(exc)
-        if state in _FAST_FALLBACK:
-            if state == _FAST_STALE:
+    row = _run_fast("reserve", _FastCall(sql, params, durable), _reserve_alone, combine=companion is None)
+    if isinstance(row, str):
+        if row in _FAST_FALLBACK:
+            if row == _FAST_STALE:
                 _lines_seen.pop(_lines_key(scopes), None)
             return None
-        if state == _FAST_NO_COMPANION:
-            return ReserveOutcome(reservation=None, exceeded=None, states=(), charge=charge, companion_rows=0)
-        raise
+        assert row == _FAST_NO_COMPANION, row
+        return ReserveOutcome(reservation=None, exceeded=None, states=(), charge=charge, companion_rows=0)
     ledger_id, reserved, spent, seqs, prev_hashes, hashes, companion_rows = row[:7]
     states = tuple(
         BudgetState(line=line, spent_microusd=int(s), reserved_microusd=int(r))
@@ -1174,14 +1314,14 @@ def _fast_close(
         batch.documents(),
         *extra,
     ]
-    try:
-        row = run_prepared(sql, params)[0]
-    except IntegrityError as exc:
+    row = _run_fast("close", _FastCall(sql, params), _close_alone, combine=companion is None)
+    if isinstance(row, str):
+        assert row == _CLOSED, row
         raise Conflict(
             "This reservation was already settled or released.",
             code="reservation_closed",
             details={"reservation_id": str(reservation.id)},
-        ) from exc
+        )
     ledger_id, reserved, spent, seqs, prev_hashes, hashes, companion_rows = row[:7]
     batch.publish(batch.entries(seqs, prev_hashes, hashes))
     states = tuple(

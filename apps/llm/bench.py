@@ -10,9 +10,13 @@ reached through the real ``anthropic`` SDK:
    mission budget sized for exactly K worst-case calls blocks them; the provider bills the
    worst case, so exactly K must be admitted and the spend must not pass the limit;
 3. throughput: N workers reserve and settle directly (no provider) against workspace, crew,
-   mission and agent budgets at once, for a fixed time.
+   mission and agent budgets at once, for a fixed time. The workers are threads spread over
+   one process per CPU (``--throughput-processes``), as the gateway runs in a deployment:
+   several worker threads per process, so the process combines the calls that arrive
+   together (apps.core.combine); the JSON says how much.
 
-Phases 2 and 3 run one process per worker (each with its own database connection).
+Phase 2 runs one process per worker; every worker (process or thread) has its own database
+connection.
 
 The last line printed is JSON.
 """
@@ -45,6 +49,7 @@ from apps.budgets.services import (
     budget_reserve,
     budget_settle,
     budget_totals_rebuild,
+    combiner_stats,
 )
 from apps.core.context import Actor, acting_as
 from apps.tenants.access import activate, workspace_schema
@@ -144,6 +149,7 @@ def run_benchmark(
     throughput_seconds: float = 5.0,
     phases: tuple[str, ...] = ("overhead", "concurrency", "throughput"),
     throughput_workers: int | None = None,
+    throughput_processes: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     close_old_connections()
@@ -177,7 +183,14 @@ def run_benchmark(
                 result.update(_concurrency(workspace, model, workers, admit, server.url, log))
             if "throughput" in phases:
                 result.update(
-                    _throughput(workspace, throughput_workers or workers, throughput_seconds, server.url, log)
+                    _throughput(
+                        workspace,
+                        throughput_workers or workers,
+                        throughput_processes or os.cpu_count() or 1,
+                        throughput_seconds,
+                        server.url,
+                        log,
+                    )
                 )
             result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
             differences = budget_totals_rebuild(apply=False)
@@ -281,7 +294,7 @@ def run_worker_job(job: WorkerJob, barrier: Any, results: Any) -> None:
 
         register_credential_resolver("bench-fake-anthropic", credentials, priority=0)
         with acting_as(BENCH_ACTOR):
-            outcome = _gateway_worker(job, barrier) if job.phase == "gateway" else _reserve_settle_worker(job, barrier)
+            outcome = _gateway_worker(job, barrier) if job.phase == "gateway" else _reserve_settle_threads(job, barrier)
         results.put((job.index, outcome))
     except BaseException as exc:  # reported to the parent, which fails the run
         results.put((job.index, {"error": repr(exc)}))
@@ -313,6 +326,34 @@ def _gateway_worker(job: WorkerJob, barrier: Any) -> dict[str, Any]:
     return {"admitted": admitted, "blocked": blocked}
 
 
+def _reserve_settle_threads(job: WorkerJob, barrier: Any) -> dict[str, Any]:
+    """``job.threads`` workers in this process, each with its own connection."""
+    workspace = Workspace.objects.get(slug=job.workspace_slug)
+    outcomes: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            activate(workspace)
+            with acting_as(BENCH_ACTOR):
+                outcomes.append(_reserve_settle_worker(job, barrier))
+        except BaseException as exc:
+            errors.append(exc)
+            with contextlib.suppress(Exception):
+                barrier.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, name=f"bench-{job.index}-{n}") for n in range(job.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {"pairs": sum(o["pairs"] for o in outcomes), "combined": combiner_stats()}
+
+
 def _reserve_settle_worker(job: WorkerJob, barrier: Any) -> dict[str, Any]:
     model = model_resolve(model_id=job.model_id)
     assert model is not None
@@ -338,10 +379,10 @@ def _database_name() -> str:
 
 
 def _run_processes(jobs: list[WorkerJob], timeout: float) -> tuple[list[dict[str, Any]], float]:
-    """Start one process per job, release them together, return their results and the time
-    from the start line to the last one finishing."""
+    """Start one process per job, release them (all their threads) together, return their
+    results and the time from the start line to the last one finishing."""
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(jobs) + 1)
+    barrier = context.Barrier(sum(job.threads for job in jobs) + 1)
     results = context.Queue()
     connections.close_all()  # nothing of ours crosses into the children
     processes = [context.Process(target=worker_main, args=(job, barrier, results)) for job in jobs]
@@ -419,9 +460,16 @@ def _concurrency(
 
 
 def _throughput(
-    workspace: Workspace, workers: int, seconds: float, provider_url: str, log: Callable[[str], None]
+    workspace: Workspace,
+    workers: int,
+    processes: int,
+    seconds: float,
+    provider_url: str,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    log(f"phase 3: reserve+settle throughput, {workers} worker processes for {seconds:.0f} s")
+    processes = max(1, min(processes, workers))
+    per_process = [workers // processes + (1 if i < workers % processes else 0) for i in range(processes)]
+    log(f"phase 3: reserve+settle throughput, {workers} workers in {processes} processes for {seconds:.0f} s")
     _ensure_workspace_budget()
     crew_id = uuid.uuid4()
     budget_create(name=f"bench crew {crew_id.hex[:8]}", scope="crew", scope_id=crew_id, window="day",
@@ -436,8 +484,9 @@ def _throughput(
             crew_id=crew_id,
             seconds=seconds,
             database_name=_database_name(),
+            threads=threads,
         )
-        for i in range(workers)
+        for i, threads in enumerate(per_process)
     ]
     outcomes, _elapsed = _run_processes(jobs, timeout=600 + seconds)
     activate(workspace)
@@ -445,10 +494,17 @@ def _throughput(
     if errors:
         raise RuntimeError(f"reserve+settle workers failed: {errors[:3]}")
     pairs = sum(o["pairs"] for o in outcomes)
+    calls = sum(o["combined"]["calls"] for o in outcomes)
+    batches = sum(o["combined"]["batches"] for o in outcomes)
     result = {
         "reserve_settle_pairs": pairs,
         "reserve_settle_per_s": round(pairs / seconds, 1),
         "reserve_settle_workers": workers,
+        "reserve_settle_processes": processes,
+        # Reservations and closes sent to the database, and in how many statements.
+        "reserve_settle_calls": calls,
+        "reserve_settle_statements": batches,
+        "reserve_settle_mean_batch": round(calls / batches, 2) if batches else 0.0,
     }
     log(f"  {pairs} pairs in {seconds:.1f} s: {result['reserve_settle_per_s']} pairs/s")
     return result

@@ -19,6 +19,7 @@ class WorkerJob:
     crew_id: uuid.UUID | None = None
     seconds: float = 0.0
     database_name: str = ""  # the parent's (a test run renames its database)
+    threads: int = 1  # workers of this process (reserve_settle), each with its own connection
 
 
 def worker_main(job: WorkerJob, barrier: Any, results: Any) -> None:

@@ -23,6 +23,12 @@ class Command(BaseCommand):
             "--throughput-workers", type=int, default=None, help="Worker processes for phase 3 (default: --workers)."
         )
         parser.add_argument(
+            "--throughput-processes",
+            type=int,
+            default=None,
+            help="Processes the phase 3 workers are spread over, as threads (default: one per CPU).",
+        )
+        parser.add_argument(
             "--phases", default=",".join(PHASES), help="Comma-separated subset of: " + ", ".join(PHASES)
         )
 
@@ -33,6 +39,7 @@ class Command(BaseCommand):
             overhead_samples=options["overhead_samples"],
             throughput_seconds=options["throughput_seconds"],
             throughput_workers=options["throughput_workers"],
+            throughput_processes=options["throughput_processes"],
             phases=tuple(p.strip() for p in options["phases"].split(",") if p.strip()),
             log=lambda line: self.stdout.write(line),
         )
