@@ -594,6 +594,7 @@ class _FastCall:
     """One call of the one-statement path: its single statement and parameters (a batch
     statement is built from the parameters of its calls)."""
 
+    schema: str  # quoted
     sql: str
     params: list[Any]
     durable: bool = False
@@ -612,8 +613,10 @@ def _combining() -> bool:
 
 
 def _run_fast(kind: str, call: _FastCall, alone: Callable[[_FastCall], _Outcome], *, combine: bool) -> _Outcome:
+    """``call``'s row (or status): alone, or in a batch with the same kind of calls of this
+    process's other threads for the same database, schema and commit mode."""
     if combine and _combining():
-        key = (kind, str(connection.settings_dict["NAME"]), _schema(), call.params[1], call.durable)
+        key = (kind, str(connection.settings_dict["NAME"]), call.schema, call.params[1], call.durable)
         together = _reserve_together if kind == "reserve" else _close_together
         outcome = _combiner.run(key, call, lambda: alone(call), together)
     else:
@@ -643,7 +646,7 @@ def _together(sql: str, params: list[Any], calls: Sequence[_FastCall]) -> list[_
     call if the statement failed (then it wrote nothing)."""
     try:
         # With the durability barrier in the same round trip, as a single call's.
-        rows = run_prepared(sql.replace("{s}", _schema()), params, durable=calls[0].durable)
+        rows = run_prepared(sql.replace("{s}", calls[0].schema), params, durable=calls[0].durable)
     except DatabaseError as exc:
         state = _sqlstate(exc)
         if state is None or state.startswith(("08", "57", "58", "XX")):
@@ -750,7 +753,8 @@ def _fast_reserve(
     ledger = _reservation_ledger_row(reservation_id, request_id, scopes, charge, lines, note)
     reserved_entry = _entry("budget.reserved", _reserved_payload(reservation_id, charge, lines), scopes, request_id)
     batch = JournalBatch.of([*charge.journal, reserved_entry], now=now)
-    call = _RESERVE_CALL.replace("{s}", _schema())
+    schema = _schema()
+    call = _RESERVE_CALL.replace("{s}", schema)
     sql, extra = _with_companion(
         call,
         companion(reservation_id, None, charge) if companion is not None else None,
@@ -770,7 +774,7 @@ def _fast_reserve(
         batch.documents(),
         *extra,
     ]
-    row = _run_fast("reserve", _FastCall(sql, params, durable), _reserve_alone, combine=companion is None)
+    row = _run_fast("reserve", _FastCall(schema, sql, params, durable), _reserve_alone, combine=companion is None)
     if isinstance(row, str):
         if row in _FAST_FALLBACK:
             if row == _FAST_STALE:
@@ -1299,7 +1303,8 @@ def _fast_close(
     lines = sorted(reservation.lines, key=lambda line: (line.budget_id, line.window_key))
     ledger = _close_ledger_row(reservation, kind, amount, tokens, pricing, note or reason)
     batch = JournalBatch.of(_close_entries(reservation, kind, amount, tokens, pricing, journal, reason))
-    sql, extra = _with_companion(_CLOSE_CALL.replace("{s}", _schema()), companion, required=False)
+    schema = _schema()
+    sql, extra = _with_companion(_CLOSE_CALL.replace("{s}", schema), companion, required=False)
     params = [
         chain_key(),
         async_commit,
@@ -1314,7 +1319,7 @@ def _fast_close(
         batch.documents(),
         *extra,
     ]
-    row = _run_fast("close", _FastCall(sql, params), _close_alone, combine=companion is None)
+    row = _run_fast("close", _FastCall(schema, sql, params), _close_alone, combine=companion is None)
     if isinstance(row, str):
         assert row == _CLOSED, row
         raise Conflict(

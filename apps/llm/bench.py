@@ -101,6 +101,19 @@ def bench_request(n: int) -> ChatRequest:
     )
 
 
+def cpu_calibration_ms() -> float:
+    """Milliseconds a fixed piece of pure Python takes here (the best of three): a shared or
+    throttled machine shows in it, so runs on different days can be compared."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for n in range(1_000_000):
+            total += n
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -176,6 +189,7 @@ def run_benchmark(
                 "cpus": os.cpu_count(),
                 # Other work on the machine skews latency; the load is part of the result.
                 "load_avg_1m_start": round(os.getloadavg()[0], 2),
+                "cpu_calibration_ms_start": cpu_calibration_ms(),
             }
             if "overhead" in phases:
                 result.update(_overhead(workspace, model, overhead_samples, log))
@@ -193,6 +207,7 @@ def run_benchmark(
                     )
                 )
             result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+            result["cpu_calibration_ms_end"] = cpu_calibration_ms()
             differences = budget_totals_rebuild(apply=False)
             result["totals_differences"] = len(differences)
             log(f"running totals vs ledger: {len(differences)} difference(s)")
@@ -275,10 +290,11 @@ def _ensure_workspace_budget() -> None:
 
 
 # --- worker processes -------------------------------------------------------------------------
-# Phases 2 and 3 run each worker in its own process (its own interpreter lock and database
-# connection), as production runs several worker processes. Threads in one process would
-# measure the interpreter lock: a thread holding a row lock waits for the GIL between
-# statements while 31 others run.
+# Phase 2 runs each worker in its own process (its own interpreter lock and database
+# connection). Phase 3 runs its workers as threads, several per process, each with its own
+# connection, as a worker process that runs several agents does: the process's reservations
+# and closes that arrive together then go to the database together (apps.core.combine). No
+# thread holds a row lock between statements: every statement commits on its own.
 
 
 def run_worker_job(job: WorkerJob, barrier: Any, results: Any) -> None:

@@ -233,6 +233,9 @@ BUDGETS_STALE_RESERVATION_SECONDS = env_int("QD_BUDGETS_STALE_RESERVATION_SECOND
 # its reservation open, and the stale sweep settles it at the worst case (never under-counts).
 BUDGETS_DURABLE_RESERVATIONS = env_bool("QD_BUDGETS_DURABLE_RESERVATIONS", True)
 BUDGETS_DURABLE_SETTLEMENTS = env_bool("QD_BUDGETS_DURABLE_SETTLEMENTS", False)
+# Reservations (and closes) that a process's threads make while one of theirs is in flight go
+# to the database together, one statement per batch, each decided as if it came alone.
+BUDGETS_COMBINE_CONCURRENT_CALLS = env_bool("QD_BUDGETS_COMBINE_CONCURRENT_CALLS", True)
 # --- crews ---------------------------------------------------------------------------------
 # The crew runtime (apps.crews): where crews keep files, and how workers wake and claim.
 CREWS_VOLUME_ROOT = Path(env_str("QD_CREWS_VOLUME_ROOT", str(BASE_DIR / "var" / "crews")))

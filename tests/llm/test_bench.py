@@ -42,6 +42,15 @@ def test_bench_budgets_prints_json_with_the_required_fields() -> None:
     assert result["admitted"] == result["expected_admitted"] == 12
     assert result["totals_differences"] == 0
     assert result["errors"] == []
+    # Phase 3: its 4 workers are threads of one process per CPU (at most 4); every reservation
+    # and settlement went to the database alone or in a batch, but each worker's first
+    # reservation, which took the general path (its budgets were not known yet).
+    assert result["reserve_settle_workers"] == 4
+    assert result["reserve_settle_processes"] == min(4, os.cpu_count() or 1)
+    pairs = result["reserve_settle_pairs"]
+    assert pairs > 0 and 2 * pairs - 4 <= result["reserve_settle_calls"] <= 2 * pairs
+    assert 0 < result["reserve_settle_statements"] <= result["reserve_settle_calls"]
+    assert result["cpu_calibration_ms_start"] > 0 and result["cpu_calibration_ms_end"] > 0
 
 
 def test_bench_db_floor_writes_the_pairs_and_cleans_up(personas: Any) -> None:
