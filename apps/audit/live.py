@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from channels.layers import get_channel_layer
@@ -35,15 +36,36 @@ def group_name(schema_name: str) -> str:
     return f"journal.{schema_name}"
 
 
+class Later:
+    """Entries to push, built only if they are among the newest of their batch (most are not:
+    see _MAX_PUSHED): ``build`` makes them, ``last_seq`` is the highest sequence number."""
+
+    __slots__ = ("build", "last_seq")
+
+    def __init__(self, last_seq: int, build: Callable[[], list[JournalEntry]]) -> None:
+        self.last_seq = last_seq
+        self.build = build
+
+
+def _newest(items: list[list[JournalEntry] | Later]) -> list[JournalEntry]:
+    """The _MAX_PUSHED newest entries of ``items``, building only the Later ones needed."""
+    entries: list[JournalEntry] = []
+    for item in sorted(items, key=lambda it: it.last_seq if isinstance(it, Later) else it[-1].seq, reverse=True):
+        if len(entries) >= _MAX_PUSHED:
+            break
+        entries.extend(item.build() if isinstance(item, Later) else item)
+    return sorted(entries, key=lambda entry: entry.seq)[-_MAX_PUSHED:]
+
+
 class _Publisher:
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[str, list[JournalEntry]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, list[JournalEntry] | Later]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition()
 
-    def submit(self, schema_name: str, entries: list[JournalEntry]) -> None:
+    def submit(self, schema_name: str, entries: list[JournalEntry] | Later) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -80,17 +102,18 @@ class _Publisher:
                     self._pending -= len(batch)
                     self._idle.notify_all()
 
-    async def _send(self, batch: list[tuple[str, list[JournalEntry]]]) -> None:
+    async def _send(self, batch: list[tuple[str, list[JournalEntry] | Later]]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        by_schema: dict[str, list[JournalEntry]] = {}
+        by_schema: dict[str, list[list[JournalEntry] | Later]] = {}
         for schema_name, entries in batch:
-            by_schema.setdefault(schema_name, []).extend(entries)
-        for schema_name, entries in by_schema.items():
-            # Serialised here, off the writer's thread; in sequence order (two writer threads
-            # may have submitted out of order).
-            newest = sorted(entries, key=lambda entry: entry.seq)[-_MAX_PUSHED:]
+            if entries:
+                by_schema.setdefault(schema_name, []).append(entries)
+        for schema_name, items in by_schema.items():
+            # Built and serialised here, off the writer's thread; in sequence order (two writer
+            # threads may have submitted out of order).
+            newest = _newest(items)
             await layer.group_send(
                 group_name(schema_name), {"type": MESSAGE_TYPE, "entries": [entry.as_dict() for entry in newest]}
             )
@@ -99,7 +122,7 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def publish(schema_name: str, entries: list[JournalEntry]) -> None:
+def publish(schema_name: str, entries: list[JournalEntry] | Later) -> None:
     _publisher.submit(schema_name, entries)
 
 

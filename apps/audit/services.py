@@ -306,12 +306,20 @@ class JournalBatch:
             for item, seq, prev_hash, digest in zip(self.prepared, seqs, prev_hashes, hashes, strict=True)
         ]
 
-    def publish(self, written: list[JournalEntry]) -> None:
+    def publish(self, written: list[JournalEntry] | live.Later) -> None:
         """To live subscribers, once the writing transaction has committed."""
         if _db().in_atomic_block:
             transaction.on_commit(lambda: live.publish(self.schema, written))
         else:
             live.publish(self.schema, written)
+
+    def publish_written(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> None:
+        """``publish(entries(...))``, with the entries built by the live publisher only if it
+        pushes them (the statement's results are checked here, as ``entries`` does)."""
+        if not (len(seqs) == len(prev_hashes) == len(hashes) == len(self.prepared)) or not seqs:
+            raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
+        seqs, prev_hashes, hashes = list(seqs), list(prev_hashes), list(hashes)
+        self.publish(live.Later(max(seqs), lambda: self.entries(seqs, prev_hashes, hashes)))
 
 
 class _Writer:

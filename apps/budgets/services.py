@@ -542,6 +542,8 @@ def _remember_lines(scopes: Scopes, lines: Sequence[BudgetLine]) -> None:
 
 
 def _in_window(line: BudgetLine, at: datetime, mission_id: uuid.UUID | None) -> BudgetLine:
+    if line.window_start is not None and line.window_end is not None and line.window_start <= at < line.window_end:
+        return line  # still the window it was seen in (the usual case, without computing it)
     span = window_for(line.window, at, mission_id)
     if span.key == line.window_key:
         return line
@@ -787,7 +789,7 @@ def _fast_reserve(
         BudgetState(line=line, spent_microusd=int(s), reserved_microusd=int(r))
         for line, r, s in zip(lines, reserved, spent, strict=True)
     )
-    batch.publish(batch.entries(seqs, prev_hashes, hashes))
+    batch.publish_written(seqs, prev_hashes, hashes)
     reservation = Reservation(
         id=reservation_id,
         amount_microusd=charge.amount_microusd,
@@ -1328,7 +1330,7 @@ def _fast_close(
             details={"reservation_id": str(reservation.id)},
         )
     ledger_id, reserved, spent, seqs, prev_hashes, hashes, companion_rows = row[:7]
-    batch.publish(batch.entries(seqs, prev_hashes, hashes))
+    batch.publish_written(seqs, prev_hashes, hashes)
     states = tuple(
         BudgetState(line=line, reserved_microusd=int(r), spent_microusd=int(s))
         for line, r, s in zip(lines, reserved, spent, strict=True)
