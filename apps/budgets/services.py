@@ -647,8 +647,7 @@ def _together(sql: str, params: list[Any], calls: Sequence[_FastCall]) -> list[_
     """Run a batch statement: one single-function row per call, or _SEND_ALONE for every
     call if the statement failed (then it wrote nothing)."""
     try:
-        # With the durability barrier in the same round trip, as a single call's.
-        rows = run_prepared(sql.replace("{s}", calls[0].schema), params, durable=calls[0].durable)
+        rows = run_prepared(sql.replace("{s}", calls[0].schema), params)
     except DatabaseError as exc:
         state = _sqlstate(exc)
         if state is None or state.startswith(("08", "57", "58", "XX")):
@@ -658,6 +657,10 @@ def _together(sql: str, params: list[Any], calls: Sequence[_FastCall]) -> list[_
         return [_SEND_ALONE] * len(calls)
     if len(rows) != len(calls):
         raise GovernanceUnavailable("The budget batch did not answer for every call.", code="budget_unavailable")
+    if calls[0].durable:
+        # After the statement, not in its round trip: the batch has committed, so if the
+        # barrier fails, every call of it fails (nothing may act on it), none is sent again.
+        durability_barrier()
     # row: item, ledger id, reserved, spent, journal seqs, previous hashes, hashes
     return [(*row[1:7], None) for row in rows]
 

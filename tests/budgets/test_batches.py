@@ -212,3 +212,31 @@ def test_a_reservation_closed_twice_in_one_batch_is_closed_once(acme: Workspace)
         assert (total.reserved_microusd, total.spent_microusd) == (0, 2_000)
 
     on_thread(acme, check)
+
+
+def test_with_combining_off_each_call_goes_alone(acme: Workspace, settings: Any) -> None:
+    settings.BUDGETS_COMBINE_CONCURRENT_CALLS = False
+    scopes, mission, _crew = on_thread(acme, lambda: _budgets(100_000))
+    on_thread(acme, lambda: budget_reserve(scopes=scopes, charge=charge(0)))
+    released = threading.Event()
+
+    def work(index: int) -> None:
+        activate(acme)
+        if index:
+            released.wait(10)  # start while the first call waits in its statement
+        budget_reserve(scopes=scopes, charge=charge(1_000))
+
+    real = services._reserve_alone
+
+    def first_waits(call: Any) -> Any:
+        if not released.is_set():
+            released.set()
+            time.sleep(0.2)  # the others arrive meanwhile, and do not wait for this one
+        return real(call)
+
+    with (
+        mock.patch.object(services, "_reserve_alone", first_waits),
+        mock.patch.object(services, "_reserve_together", lambda calls: pytest.fail("combined although switched off")),
+    ):
+        run_threads(4, work)
+    assert on_thread(acme, lambda: BudgetTotal.objects.get(budget=mission).reserved_microusd) == 4_000

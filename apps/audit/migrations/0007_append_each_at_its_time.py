@@ -2,7 +2,7 @@
 share one time: ``p_ts`` holds each entry's time, in the order of ``p_entries``. Everything
 else (the head's lock and commit modes, the chain, the hash) is audit/0006's.
 
-The budgets' batch functions (budgets/0007) journal the calls of a batch with it: each call's
+The budgets' batch functions (budgets/0006) journal the calls of a batch with it: each call's
 entries keep the time their documents were made with, so verify recomputes the same hashes.
 """
 
