@@ -13,14 +13,19 @@ that exception.
 
 Only combine work that holds nothing another waiting thread could need: a caller waiting
 here must not be inside a database transaction, or a leader could wait for its locks.
+
+A child process forked while a batch was in flight starts with every combiner empty (the
+threads that were waiting do not exist in it).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 I = TypeVar("I")  # noqa: E741  (the item type)
 R = TypeVar("R")
@@ -67,7 +72,7 @@ class CombinerStats:
         }
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed) by identity
 class Combiner(Generic[I, R]):
     """See the module's docstring. ``max_batch`` bounds one batch; the rest wait for the next."""
 
@@ -76,6 +81,15 @@ class Combiner(Generic[I, R]):
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiting: dict[Hashable, list[_Call[I, R]]] = field(default_factory=dict, repr=False)
     _busy: set[Hashable] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        _combiners.add(self)
+
+    def reset(self) -> None:
+        """Forget every call in flight (for a forked child: their threads are not in it)."""
+        self._lock = threading.Lock()
+        self._waiting = {}
+        self._busy = set()
 
     def run(
         self,
@@ -146,3 +160,14 @@ class Combiner(Generic[I, R]):
                 self._waiting[key] = rest
         batch[0].batch = batch
         batch[0].ready.set()
+
+
+_combiners: weakref.WeakSet[Combiner[Any, Any]] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for combiner in list(_combiners):
+        combiner.reset()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -3,6 +3,7 @@ by the next leader, each getting its own outcome."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -124,3 +125,21 @@ def test_batches_are_bounded_and_keys_are_never_mixed() -> None:
     assert held.batches == [[2, 3]]  # then 4, left over, leads a batch of its own: alone()
     assert [held.outcomes[item] for item in (1, 2, 3, 4)] == [10, 20, 30, 40]
     assert combiner.stats.largest == 2
+
+
+def test_a_child_forked_during_a_batch_starts_with_the_combiner_empty() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    held = Held(combiner)
+    first = held.start(1)
+    assert held.entered.wait(10)
+    others = held.queue(2)
+    pid = os.fork()
+    if pid == 0:  # the child: the leader and the waiter are not here; a call must not wait for them
+        ok = not combiner._busy and not combiner._waiting and combiner.run("k", 5, lambda: 50, held.together) == 50
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    held.release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert held.outcomes[1] == 10 and held.outcomes[2] == 20  # the parent's batch went on
