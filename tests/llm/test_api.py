@@ -28,7 +28,8 @@ class TestModelCatalogApi(WorkspaceEndpointContract):
         sonnet = models["claude-sonnet-4-6"]["price"]
         assert (sonnet["input_per_mtok_microusd"], sonnet["output_per_mtok_microusd"]) == (3_000_000, 15_000_000)
         assert (sonnet["cache_read_per_mtok_microusd"], sonnet["cache_write_per_mtok_microusd"]) == (300_000, 3_750_000)
-        assert models["claude-sonnet-4-6"]["fallbacks"] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+        assert models["claude-sonnet-4-6"]["fallbacks"] == ["claude-haiku-4-5"]
+        assert "claude-sonnet-4-5" not in models  # retired by its provider: not offered
 
 
 class TestLlmSettingsApi(WorkspaceEndpointContract):

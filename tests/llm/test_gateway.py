@@ -131,19 +131,19 @@ def test_tier_downgrade_when_a_budget_passes_its_warning_threshold(in_acme: Work
 def test_overload_falls_back_along_the_models_list(in_acme: Workspace, fake_anthropic: FakeAnthropicServer) -> None:
     fake_anthropic.fail_next(1, status=529)
     response = chat(request=ask(), context=ctx(agent_model="claude-sonnet-4-6"))
-    assert response.model == "claude-sonnet-4-5"  # the first fallback of claude-sonnet-4-6
+    assert response.model == "claude-haiku-4-5"  # the first fallback of claude-sonnet-4-6
     sent = [r.body["model"] for r in _anthropic_requests(fake_anthropic)]
-    assert sent == ["claude-sonnet-4-6", "claude-sonnet-4-5"]
+    assert sent == ["claude-sonnet-4-6", "claude-haiku-4-5"]
     decisions = _routing(response.request_id)
     assert [d["source"] for d in decisions] == ["agent", "fallback"]
     assert decisions[1]["fallback_from"] == "claude-sonnet-4-6" and "overloaded" in decisions[1]["reason"]
     kinds = list(LedgerEntry.objects.filter(request_id=response.request_id).order_by("id").values_list("kind", "model"))
     assert kinds[0] == ("reservation", "claude-sonnet-4-6")
     # The switch releases the first reservation and takes the second in one transaction.
-    assert sorted(kinds[1:3]) == [("release", "claude-sonnet-4-6"), ("reservation", "claude-sonnet-4-5")]
-    assert kinds[3] == ("settlement", "claude-sonnet-4-5")
+    assert sorted(kinds[1:3]) == [("release", "claude-sonnet-4-6"), ("reservation", "claude-haiku-4-5")]
+    assert kinds[3] == ("settlement", "claude-haiku-4-5")
     call = LlmCall.objects.get(request_id=response.request_id)
-    assert (call.status, call.model, call.attempts) == (CallStatus.COMPLETED, "claude-sonnet-4-5", 1)
+    assert (call.status, call.model, call.attempts) == (CallStatus.COMPLETED, "claude-haiku-4-5", 1)
 
 
 def test_rate_limit_then_server_error_walks_the_whole_list(
@@ -151,8 +151,8 @@ def test_rate_limit_then_server_error_walks_the_whole_list(
 ) -> None:
     fake_anthropic.fail_next(1, status=429)
     fake_anthropic.fail_next(1, status=500)
-    response = chat(request=ask(), context=ctx(agent_model="claude-sonnet-4-6"))
-    assert response.model == "claude-haiku-4-5"
+    response = chat(request=ask(), context=ctx(agent_model="claude-opus-4-6"))
+    assert response.model == "claude-sonnet-4-6"  # after claude-opus-4-6 and claude-opus-4-5
 
 
 def test_a_failed_provider_call_releases_its_reservation(
@@ -180,8 +180,8 @@ def test_every_fallback_failing_releases_too(in_acme: Workspace, fake_anthropic:
     fake_anthropic.fail_next(5, status=529)
     request_id = f"all-fail-{uuid.uuid4()}"
     with pytest.raises(ProviderFailed) as caught:
-        chat(request=ask(), context=ctx(agent_model="claude-sonnet-4-6", request_id=request_id))
-    assert caught.value.details["models"] == ["claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5"]
+        chat(request=ask(), context=ctx(agent_model="claude-opus-4-6", request_id=request_id))
+    assert caught.value.details["models"] == ["claude-opus-4-6", "claude-opus-4-5", "claude-sonnet-4-6"]
     open_reservations = LedgerEntry.objects.filter(request_id=request_id, kind="reservation").count()
     closed = LedgerEntry.objects.filter(request_id=request_id, kind__in=["release", "settlement"]).count()
     assert open_reservations == closed == 3

@@ -10,7 +10,7 @@ and the global default when none is set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 PRICE_SOURCE = "platform.claude.com/docs/en/about-claude/pricing"
@@ -36,6 +36,9 @@ class SeedModel:
     cache_read_usd: str
     cache_write_usd: str
     fallbacks: tuple[str, ...] = ()
+    # The provider's end of life for the model: it is seeded inactive (the catalog keeps its
+    # prices for the ledger's history), and never offered as a fallback.
+    retired_on: date | None = None
     source: str = PRICE_SOURCE
 
     def price_fields(self) -> dict[str, int]:
@@ -52,14 +55,15 @@ SEED_MODELS: tuple[SeedModel, ...] = (
     SeedModel("claude-opus-4-6", "Claude Opus 4.6", "anthropic", "large", 200_000, 64_000,
               "5", "25", "0.50", "6.25", fallbacks=("claude-opus-4-5", "claude-sonnet-4-6")),
     SeedModel("claude-opus-4-5", "Claude Opus 4.5", "anthropic", "large", 200_000, 64_000,
-              "5", "25", "0.50", "6.25", fallbacks=("claude-sonnet-4-5",)),
+              "5", "25", "0.50", "6.25", fallbacks=("claude-sonnet-4-6",)),
     SeedModel("claude-opus-4-1", "Claude Opus 4.1", "anthropic", "large", 200_000, 32_000,
               "15", "75", "1.50", "18.75", fallbacks=("claude-opus-4-5",)),
     # Sonnet class
     SeedModel("claude-sonnet-4-6", "Claude Sonnet 4.6", "anthropic", "medium", 200_000, 64_000,
-              "3", "15", "0.30", "3.75", fallbacks=("claude-sonnet-4-5", "claude-haiku-4-5")),
-    SeedModel("claude-sonnet-4-5", "Claude Sonnet 4.5", "anthropic", "medium", 200_000, 64_000,
               "3", "15", "0.30", "3.75", fallbacks=("claude-haiku-4-5",)),
+    # End of life as the anthropic SDK's table of deprecated models gives it.
+    SeedModel("claude-sonnet-4-5", "Claude Sonnet 4.5", "anthropic", "medium", 200_000, 64_000,
+              "3", "15", "0.30", "3.75", fallbacks=("claude-haiku-4-5",), retired_on=date(2026, 11, 30)),
     # Haiku class
     SeedModel("claude-haiku-4-5", "Claude Haiku 4.5", "anthropic", "small", 200_000, 64_000,
               "1", "5", "0.10", "1.25"),
@@ -68,7 +72,7 @@ SEED_MODELS: tuple[SeedModel, ...] = (
     SeedModel("offline-large", "Offline (Opus-class prices)", "offline", "large", 200_000, 64_000,
               "5", "25", "0.50", "6.25", fallbacks=("offline-medium",), source="priced like claude-opus-4-5"),
     SeedModel("offline-medium", "Offline (Sonnet-class prices)", "offline", "medium", 200_000, 64_000,
-              "3", "15", "0.30", "3.75", fallbacks=("offline-small",), source="priced like claude-sonnet-4-5"),
+              "3", "15", "0.30", "3.75", fallbacks=("offline-small",), source="priced like claude-sonnet-4-6"),
     SeedModel("offline-small", "Offline (Haiku-class prices)", "offline", "small", 200_000, 64_000,
               "1", "5", "0.10", "1.25", source="priced like claude-haiku-4-5"),
 )  # fmt: skip
@@ -88,6 +92,7 @@ def seed_catalog(catalog_model: Any, model_price: Any, model_fallback: Any, glob
                 "tier": seed.tier,
                 "context_window": seed.context_window,
                 "max_output_tokens": seed.max_output_tokens,
+                "is_active": seed.retired_on is None,
             },
         )
         created["models"] += int(was_created)
@@ -108,3 +113,26 @@ def seed_catalog(catalog_model: Any, model_price: Any, model_fallback: Any, glob
         routing.save(update_fields=["default_model"])
         created["default"] = 1
     return created
+
+
+def retire_models(catalog_model: Any, model_fallback: Any) -> list[str]:
+    """Deactivate the seeded models whose end of life has come, and take them out of every
+    fallback list (a list they leave empty gets the seed's replacement, the retired model's
+    seeded place in that list taken by a current model). Returns the ids retired."""
+    today = datetime.now(UTC).date()
+    retired = [seed.model_id for seed in SEED_MODELS if seed.retired_on is not None and seed.retired_on <= today]
+    seeds = {seed.model_id: seed for seed in SEED_MODELS}
+    for model_id in retired:
+        catalog_model.objects.filter(model_id=model_id).update(is_active=False)
+        for row in model_fallback.objects.filter(fallback_id=model_id):
+            others = model_fallback.objects.filter(model_id=row.model_id).exclude(fallback_id__in=retired)
+            replacement = next(
+                (target for target in getattr(seeds.get(row.model_id), "fallbacks", ()) if target not in retired),
+                None,
+            )
+            if not others.exists() and replacement is not None and replacement != row.model_id:
+                row.fallback_id = replacement
+                row.save(update_fields=["fallback"])
+            else:
+                row.delete()
+    return retired
