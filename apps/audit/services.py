@@ -277,9 +277,12 @@ class JournalBatch:
             for item in self.prepared
         ]
 
-    def entries(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> list[JournalEntry]:
+    def _check_written(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> None:
         if not (len(seqs) == len(prev_hashes) == len(hashes) == len(self.prepared)):
             raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
+
+    def entries(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> list[JournalEntry]:
+        self._check_written(seqs, prev_hashes, hashes)
         now = self.now
         # Positional, in field order, as Django builds rows it reads (much cheaper than kwargs).
         return [
@@ -316,8 +319,9 @@ class JournalBatch:
     def publish_written(self, seqs: Sequence[int], prev_hashes: Sequence[str], hashes: Sequence[str]) -> None:
         """``publish(entries(...))``, with the entries built by the live publisher only if it
         pushes them (the statement's results are checked here, as ``entries`` does)."""
-        if not (len(seqs) == len(prev_hashes) == len(hashes) == len(self.prepared)) or not seqs:
-            raise GovernanceUnavailable("The journal did not take every entry.", code="journal_unavailable")
+        self._check_written(seqs, prev_hashes, hashes)
+        if not seqs:
+            return  # nothing was written: nothing to push
         seqs, prev_hashes, hashes = list(seqs), list(prev_hashes), list(hashes)
         self.publish(live.Later(max(seqs), lambda: self.entries(seqs, prev_hashes, hashes)))
 

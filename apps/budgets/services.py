@@ -614,12 +614,15 @@ def _combining() -> bool:
     return bool(getattr(settings, "BUDGETS_COMBINE_CONCURRENT_CALLS", True))
 
 
-def _run_fast(kind: str, call: _FastCall, alone: Callable[[_FastCall], _Outcome], *, combine: bool) -> _Outcome:
-    """``call``'s row (or status): alone, or in a batch with the same kind of calls of this
-    process's other threads for the same database, schema and commit mode."""
+_Alone = Callable[[_FastCall], _Outcome]
+_Together = Callable[[Sequence[_FastCall]], list[_Outcome]]
+
+
+def _run_fast(call: _FastCall, alone: _Alone, together: _Together, *, combine: bool) -> _Outcome:
+    """``call``'s row (or status): alone, or in a batch with the same kind of calls (the same
+    ``together``) of this process's other threads for the same database, schema and commit mode."""
     if combine and _combining():
-        key = (kind, str(connection.settings_dict["NAME"]), call.schema, call.params[1], call.durable)
-        together = _reserve_together if kind == "reserve" else _close_together
+        key = (together, str(connection.settings_dict["NAME"]), call.schema, call.params[1], call.durable)
         outcome = _combiner.run(key, call, lambda: alone(call), together)
     else:
         outcome = alone(call)
@@ -779,7 +782,9 @@ def _fast_reserve(
         batch.documents(),
         *extra,
     ]
-    row = _run_fast("reserve", _FastCall(schema, sql, params, durable), _reserve_alone, combine=companion is None)
+    row = _run_fast(
+        _FastCall(schema, sql, params, durable), _reserve_alone, _reserve_together, combine=companion is None
+    )
     if isinstance(row, str):
         if row in _FAST_FALLBACK:
             if row == _FAST_STALE:
@@ -1324,7 +1329,7 @@ def _fast_close(
         batch.documents(),
         *extra,
     ]
-    row = _run_fast("close", _FastCall(schema, sql, params), _close_alone, combine=companion is None)
+    row = _run_fast(_FastCall(schema, sql, params), _close_alone, _close_together, combine=companion is None)
     if isinstance(row, str):
         assert row == _CLOSED, row
         raise Conflict(

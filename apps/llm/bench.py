@@ -310,7 +310,10 @@ def run_worker_job(job: WorkerJob, barrier: Any, results: Any) -> None:
 
         register_credential_resolver("bench-fake-anthropic", credentials, priority=0)
         with acting_as(BENCH_ACTOR):
-            outcome = _gateway_worker(job, barrier) if job.phase == "gateway" else _reserve_settle_threads(job, barrier)
+            if job.phase == "gateway":
+                outcome = _gateway_worker(job, barrier)
+            else:
+                outcome = _reserve_settle_threads(job, workspace, barrier)
         results.put((job.index, outcome))
     except BaseException as exc:  # reported to the parent, which fails the run
         results.put((job.index, {"error": repr(exc)}))
@@ -342,9 +345,8 @@ def _gateway_worker(job: WorkerJob, barrier: Any) -> dict[str, Any]:
     return {"admitted": admitted, "blocked": blocked}
 
 
-def _reserve_settle_threads(job: WorkerJob, barrier: Any) -> dict[str, Any]:
+def _reserve_settle_threads(job: WorkerJob, workspace: Workspace, barrier: Any) -> dict[str, Any]:
     """``job.threads`` workers in this process, each with its own connection."""
-    workspace = Workspace.objects.get(slug=job.workspace_slug)
     outcomes: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 

@@ -43,15 +43,19 @@ def _function(previous: bool) -> str:
     return _PREVIOUS.FUNCTION.replace(OLD_LOCK, NEW_LOCK)
 
 
-def _create(schema_editor: Any, *, previous: bool) -> None:
+def render(sql: str, schema_editor: Any) -> str:
+    """An append function's text for the schema being migrated."""
     connection = schema_editor.connection
     schema = connection.schema_name
-    schema_editor.execute(
-        _function(previous)
-        .replace("{s}", connection.ops.quote_name(schema))
+    return (
+        sql.replace("{s}", connection.ops.quote_name(schema))
         .replace("{schema_literal}", "'" + schema.replace("'", "''") + "'")
         .replace("{format_version}", str(_PREVIOUS.FORMAT_VERSION))
     )
+
+
+def _create(schema_editor: Any, *, previous: bool) -> None:
+    schema_editor.execute(render(_function(previous), schema_editor))
 
 
 def forward(apps: Any, schema_editor: Any) -> None:

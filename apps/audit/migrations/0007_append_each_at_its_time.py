@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db import migrations
 
-_APPEND = importlib.import_module("apps.audit.migrations.0005_append_function")
 _ADAPTIVE = importlib.import_module("apps.audit.migrations.0006_append_adaptive_commit")
 
 CHANGES = (
@@ -36,14 +35,7 @@ def _function() -> str:
 
 
 def forward(apps: Any, schema_editor: Any) -> None:
-    connection = schema_editor.connection
-    schema = connection.schema_name
-    schema_editor.execute(
-        _function()
-        .replace("{s}", connection.ops.quote_name(schema))
-        .replace("{schema_literal}", "'" + schema.replace("'", "''") + "'")
-        .replace("{format_version}", str(_APPEND.FORMAT_VERSION))
-    )
+    schema_editor.execute(_ADAPTIVE.render(_function(), schema_editor))
 
 
 def backward(apps: Any, schema_editor: Any) -> None:

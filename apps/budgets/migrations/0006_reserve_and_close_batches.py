@@ -49,20 +49,10 @@ CREATE OR REPLACE FUNCTION {s}.budgets_reserve_batch(
     p_key bytea, p_async boolean, p_ts timestamptz[], p_crew uuid[], p_mission uuid[], p_agent uuid[],
     p_amount bigint[], p_guard boolean[], p_nexpect int[], p_expect text[], p_ledgers jsonb,
     p_nentries int[], p_entries text[]
-) RETURNS TABLE (
-    item int, ledger_id bigint, reserved bigint[], spent bigint[],
-    journal_seqs bigint[], journal_prev_hashes text[], journal_hashes text[]
-)
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_ledger bigint[];
-    v_status text[];
-    v_reserved text[];
-    v_spent text[];
+{batch_head}
+    v_refused boolean;
 BEGIN
-    IF p_async THEN
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
+{async_commit}
 {ledger_insert_all}
     WITH i AS (
         SELECT u.*, (sum(u.nexpect) OVER (ORDER BY u.n) - u.nexpect)::int AS xoff
@@ -107,12 +97,11 @@ BEGIN
         FROM i LEFT JOIN c ON c.n = i.n
         GROUP BY i.n, i.xoff, i.nexpect
     )
-    SELECT array_agg(CASE WHEN per.found IS DISTINCT FROM per.expected THEN 'stale'
-                          WHEN per.blocks THEN 'blocked' WHEN per.warns THEN 'warned' ELSE 'ok' END ORDER BY per.n),
+    SELECT bool_or(per.found IS DISTINCT FROM per.expected OR per.blocks OR per.warns),
            array_agg(per.before_txt ORDER BY per.n), array_agg(per.spent_txt ORDER BY per.n)
-    INTO v_status, v_reserved, v_spent
+    INTO v_refused, v_reserved, v_spent
     FROM per;
-    IF 'ok' <> ANY (v_status) THEN
+    IF v_refused THEN
         RAISE EXCEPTION 'a call of the batch is not for the batch to decide' USING ERRCODE = 'QDB05';
     END IF;
 {journal_append_all}
@@ -125,19 +114,9 @@ CREATE OR REPLACE FUNCTION {s}.budgets_close_batch(
     p_key bytea, p_async boolean, p_ts timestamptz[], p_nlines int[], p_ids bigint[], p_keys text[],
     p_starts timestamptz[], p_ends timestamptz[], p_reserved bigint[], p_spent bigint[], p_ledgers jsonb,
     p_nentries int[], p_entries text[]
-) RETURNS TABLE (
-    item int, ledger_id bigint, reserved bigint[], spent bigint[],
-    journal_seqs bigint[], journal_prev_hashes text[], journal_hashes text[]
-)
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_ledger bigint[];
-    v_reserved text[];
-    v_spent text[];
+{batch_head}
 BEGIN
-    IF p_async THEN
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
+{async_commit}
     -- A reservation closed before (or twice in this batch) fails here (unique index).
 {ledger_insert_all}
     WITH i AS (
@@ -180,6 +159,26 @@ END;
 $fn$;
 """
 
+# What both batch functions return (one row per call, as the single functions return it) and
+# the variables both declare (the ledger ids, and each call's windows' totals as array text).
+BATCH_HEAD = r"""
+) RETURNS TABLE (
+    item int, ledger_id bigint, reserved bigint[], spent bigint[],
+    journal_seqs bigint[], journal_prev_hashes text[], journal_hashes text[]
+)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ledger bigint[];
+    v_reserved text[];
+    v_spent text[];
+"""
+
+ASYNC_COMMIT = r"""
+    IF p_async THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+"""
+
 # The ledger rows of every call (p_ledgers, a JSON array of objects of LEDGER_COLUMNS), their
 # ids into v_ledger in the calls' order.
 LEDGER_INSERT_ALL = r"""
@@ -220,6 +219,8 @@ JOURNAL_APPEND_ALL = r"""
 def _render(sql: str, schema_editor: Any) -> str:
     sql = (
         sql.replace("{budgets_in_force_of_i}", _budgets_in_force("i.ts", "i.crew", "i.mission", "i.agent"))
+        .replace("{batch_head}", BATCH_HEAD.strip("\n"))
+        .replace("{async_commit}", ASYNC_COMMIT.strip("\n"))
         .replace("{ledger_insert_all}", LEDGER_INSERT_ALL.strip("\n"))
         .replace("{journal_append_all}", JOURNAL_APPEND_ALL.strip("\n"))
     )
