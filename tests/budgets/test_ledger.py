@@ -17,6 +17,7 @@ from apps.budgets.services import (
     budget_totals_rebuild,
 )
 from apps.core.errors import Conflict
+from apps.tenants.models import Workspace
 
 from .conftest import PRICING, charge
 
@@ -124,3 +125,26 @@ def test_own_transactions_do_not_hold_locks_through_an_fsync(in_acme: object, sc
     budget_try_reserve(scopes=scopes, charge=charge(10), async_commit=True)
     assert _synchronous_commit() == "off"
     durability_barrier()  # a no-op inside a transaction: the caller's commit decides
+
+
+def test_hot_path_functions_keep_generic_plans(in_acme: Workspace) -> None:
+    """Every reserve, close and journal append function of a workspace plans its statements
+    once per connection (budgets/0007, audit/0008), including functions added since: a
+    CREATE OR REPLACE that drops the setting fails here."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND (p.proname LIKE 'budgets\\_reserve%%' OR p.proname LIKE 'budgets\\_close%%' "
+            "OR p.proname LIKE 'audit\\_journal\\_append%%') ORDER BY p.proname",
+            [connection.schema_name],
+        )
+        rows = cursor.fetchall()
+    assert [name for name, _ in rows] == [
+        "audit_journal_append",
+        "audit_journal_append_each",
+        "budgets_close",
+        "budgets_close_batch",
+        "budgets_reserve",
+        "budgets_reserve_batch",
+    ]
+    assert {name: config for name, config in rows} == {name: ["plan_cache_mode=force_generic_plan"] for name, _ in rows}
