@@ -15,8 +15,11 @@ import contextlib
 import functools
 import re
 import select
+import struct
+import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -82,10 +85,8 @@ def run_prepared(
     with db.wrap_database_errors:
         if pgconn.transaction_status == pq.TransactionStatus.IDLE and not conn.autocommit:
             _check(conn, pgconn.exec_(_begin(conn)))
-        dumped = tx.dump_sequence(values, formats)
-        key = (sql, tx.types)
-        types = tx.types
-        param_formats = tx.formats
+        dumped, types, param_formats = _dump(tx, values, formats)
+        key = (sql, types)
         in_transaction = pgconn.transaction_status != pq.TransactionStatus.IDLE
         durable = durable and not in_transaction
         for attempt in (1, 2):
@@ -112,6 +113,81 @@ def run_prepared(
             return []
         tx.set_pgresult(result)
         return tx.load_rows(0, result.ntuples, tuple)
+
+
+def _dump(tx: Any, values: Sequence[Any], formats: Sequence[PyFormat]) -> tuple[Any, tuple[int, ...], Any]:
+    """The parameters as the server receives them, their types and their formats. psycopg
+    dumps each element of a list through Python-level dumpers; the hot paths' arrays (of
+    text, integers, uuids, booleans and aware timestamps) are written here in PostgreSQL's
+    binary array format instead, in a fraction of the time. Anything else goes to psycopg."""
+    arrays: dict[int, tuple[int, bytes]] = {}
+    for i, value in enumerate(values):
+        if type(value) is list and value and formats[i] is not PyFormat.TEXT:
+            encoded = binary_array(value)
+            if encoded is not None:
+                arrays[i] = encoded
+    if not arrays:
+        return tx.dump_sequence(values, formats), tuple(tx.types), tx.formats
+    dumped = list(tx.dump_sequence([None if i in arrays else v for i, v in enumerate(values)], formats))
+    types = list(tx.types)
+    param_formats = list(tx.formats)
+    for i, (oid, data) in arrays.items():
+        dumped[i], types[i], param_formats[i] = data, oid, pq.Format.BINARY
+    return dumped, tuple(types), param_formats
+
+
+_PACK_LENGTH = struct.Struct("!i").pack
+_NULL_ELEMENT = _PACK_LENGTH(-1)
+_EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _timestamptz(value: datetime) -> bytes:
+    return struct.pack("!q", (value - _EPOCH_2000) // _MICROSECOND)
+
+
+# Element type -> (array oid, element oid, encoder); integers by the size they need, as psycopg does.
+_ELEMENTS: dict[type, tuple[int, int, Callable[[Any], bytes]]] = {
+    str: (1009, 25, str.encode),
+    uuid.UUID: (2951, 2950, lambda value: value.bytes),
+    bool: (1000, 16, lambda value: b"\x01" if value else b"\x00"),
+    datetime: (1185, 1184, _timestamptz),
+}
+_INTEGERS = (
+    (2**15, (1005, 21, struct.Struct("!h").pack)),
+    (2**31, (1007, 23, struct.Struct("!i").pack)),
+    (2**63, (1016, 20, struct.Struct("!q").pack)),
+)
+
+
+def binary_array(values: Sequence[Any]) -> tuple[int, bytes] | None:
+    """A one-dimensional list in PostgreSQL's binary array format, with its array type's
+    oid; None if its elements are not all of one supported type (or None, a NULL)."""
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    kind = type(present[0])
+    if any(type(value) is not kind for value in present):
+        return None
+    if kind is int:
+        largest = max(max(present), -min(present) - 1)
+        spec = next((spec for limit, spec in _INTEGERS if largest < limit), None)
+    elif kind is datetime:
+        spec = _ELEMENTS[datetime] if all(value.utcoffset() is not None for value in present) else None
+    else:
+        spec = _ELEMENTS.get(kind)
+    if spec is None:
+        return None
+    array_oid, element_oid, encode = spec
+    parts = [struct.pack("!iiIii", 1, len(present) < len(values), element_oid, len(values), 1)]
+    for value in values:
+        if value is None:
+            parts.append(_NULL_ELEMENT)
+        else:
+            data = encode(value)
+            parts.append(_PACK_LENGTH(len(data)))
+            parts.append(data)
+    return array_oid, b"".join(parts)
 
 
 # A prepared statement to run: its name, dumped parameters and their formats.

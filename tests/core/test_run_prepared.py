@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from django.db import IntegrityError, ProgrammingError, connection, transaction
+from django.db import DataError, IntegrityError, ProgrammingError, connection, transaction
 
-from apps.core.db import _positional, run_prepared
+from apps.core import db
+from apps.core.db import _positional, binary_array, run_prepared
 from tests.budgets.test_concurrency import run_threads
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,62 @@ def test_values_come_back_typed_as_from_a_cursor() -> None:
     )
     assert rows == [(42, at, ident, ["a", 'b "quoted"'], b"\x00\x01", 2)]
     assert run_prepared("SELECT 1 WHERE false", []) == []
+
+
+ARRAYS = [
+    pytest.param(["a", 'b "quoted"', "c,d", "{e}", "back\\slash", "", "ünïcode ✓", None], "text[]", id="text"),
+    pytest.param([1, -2, 32767, -32768, None], "smallint[]", id="int2"),
+    pytest.param([1, 2**31 - 1, -(2**31)], "integer[]", id="int4"),
+    pytest.param([2**31, -(2**63), 2**63 - 1], "bigint[]", id="int8"),
+    pytest.param([True, False, None], "boolean[]", id="bool"),
+    pytest.param([uuid.uuid4(), None, uuid.UUID(int=0)], "uuid[]", id="uuid"),
+    pytest.param(
+        [
+            datetime(2026, 12, 4, 5, 6, 7, 890123, tzinfo=UTC),
+            datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+            None,
+        ],
+        "timestamp with time zone[]",
+        id="timestamptz",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "sql_type"), ARRAYS)
+def test_lists_go_as_binary_arrays_and_come_back_equal(
+    values: list[object], sql_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded = binary_array(values)
+    assert encoded is not None
+    written: list[tuple[int, bytes] | None] = []
+    monkeypatch.setattr(db, "binary_array", lambda v: written.append(binary_array(v)) or written[-1])
+    rows = run_prepared(
+        "SELECT %s, pg_typeof(%s)::text, array_length(%s, 1), cardinality(array_remove(%s, NULL))", [values] * 4
+    )
+    assert rows == [(values, sql_type, len(values), sum(v is not None for v in values))]
+    assert written == [encoded] * 4
+
+
+@pytest.mark.parametrize("values", [[1, "a"], [True, 1]], ids=["mixed", "bool-and-int"])
+def test_lists_of_mixed_types_are_refused_as_psycopg_refuses_them(values: list[object]) -> None:
+    assert binary_array(values) is None
+    with pytest.raises(DataError, match="mixed types"):
+        run_prepared("SELECT %s::text", [values])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([None, None], id="only-nulls"),
+        pytest.param([datetime(2026, 1, 1)], id="naive-datetime"),
+        pytest.param([2**63], id="beyond-int8"),
+        pytest.param([[1, 2]], id="nested"),
+    ],
+)
+def test_lists_not_written_here_are_left_to_psycopg(values: list[object]) -> None:
+    assert binary_array(values) is None
+    rows = run_prepared("SELECT %s::text", [values])
+    assert rows and isinstance(rows[0][0], str)
 
 
 def test_named_placeholders_may_repeat() -> None:
