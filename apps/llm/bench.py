@@ -349,15 +349,19 @@ def _reserve_settle_threads(job: WorkerJob, workspace: Workspace, barrier: Any) 
     """``job.threads`` workers in this process, each with its own connection."""
     outcomes: list[dict[str, Any]] = []
     errors: list[BaseException] = []
+    # What this process's combiner had done once every thread had warmed up: not measured.
+    warmed: dict[str, float] = {}
+    all_warm = threading.Barrier(job.threads, action=lambda: warmed.update(combiner_stats()))
 
     def work() -> None:
         try:
             activate(workspace)
             with acting_as(BENCH_ACTOR):
-                outcomes.append(_reserve_settle_worker(job, barrier))
+                outcomes.append(_reserve_settle_worker(job, all_warm, barrier))
         except BaseException as exc:
             errors.append(exc)
             with contextlib.suppress(Exception):
+                all_warm.abort()
                 barrier.abort()
         finally:
             connections.close_all()
@@ -369,10 +373,14 @@ def _reserve_settle_threads(job: WorkerJob, workspace: Workspace, barrier: Any) 
         thread.join()
     if errors:
         raise errors[0]
-    return {"pairs": sum(o["pairs"] for o in outcomes), "combined": combiner_stats()}
+    combined = combiner_stats()
+    return {
+        "pairs": sum(o["pairs"] for o in outcomes),
+        "combined": {key: combined[key] - warmed.get(key, 0) for key in ("calls", "batches")},
+    }
 
 
-def _reserve_settle_worker(job: WorkerJob, barrier: Any) -> dict[str, Any]:
+def _reserve_settle_worker(job: WorkerJob, all_warm: threading.Barrier, barrier: Any) -> dict[str, Any]:
     model = model_resolve(model_id=job.model_id)
     assert model is not None
     pricing = pricing_of(model)
@@ -391,6 +399,7 @@ def _reserve_settle_worker(job: WorkerJob, barrier: Any) -> dict[str, Any]:
     # takes the general path (it learns the chain's budgets), and a new connection prepares
     # its statements. The phase measures the steady state.
     pair()
+    all_warm.wait()
     barrier.wait()
     deadline = time.perf_counter() + job.seconds
     pairs = 0
