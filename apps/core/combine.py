@@ -43,7 +43,10 @@ class _Call(Generic[I, R]):
 
     def __init__(self, item: I) -> None:
         self.item = item
-        self.ready = threading.Event()
+        # Held from the start; released once, when this call's outcome is in or its thread is
+        # to lead (a bare lock: an Event's Python-level condition costs more than the wait).
+        self.ready = threading.Lock()
+        self.ready.acquire()
         self.outcome: R | BaseException | _Unset = _UNSET
         self.batch: list[_Call[I, R]] | None = None  # set when this call's thread is to lead
 
@@ -110,7 +113,7 @@ class Combiner(Generic[I, R]):
                 self._busy.add(key)
                 batch = [call]
         if batch is None:
-            call.ready.wait()
+            call.ready.acquire()
             batch = call.batch
             if batch is None:  # another thread ran it
                 return call.result()
@@ -146,7 +149,7 @@ class Combiner(Generic[I, R]):
             if len(batch) > 1:
                 stats.combined_calls += len(batch)
         for call in batch[1:]:
-            call.ready.set()
+            call.ready.release()
 
     def _hand_over(self, key: Hashable) -> None:
         """Make the first waiting caller the next leader, with the calls waiting behind it."""
@@ -159,7 +162,7 @@ class Combiner(Generic[I, R]):
             if rest:
                 self._waiting[key] = rest
         batch[0].batch = batch
-        batch[0].ready.set()
+        batch[0].ready.release()
 
 
 _combiners: weakref.WeakSet[Combiner[Any, Any]] = weakref.WeakSet()
