@@ -24,7 +24,10 @@ What happens, in order:
    If the budget cannot be consulted (database down...), ``GovernanceUnavailable`` (503) is
    raised and the provider is never called: the gateway fails closed.
 3. Call the provider. On an error worth it (overload, rate limit, 5xx, network, missing or
-   rejected key) try the model's fallbacks in order, re-reserving for each (journaled).
+   rejected key) try the model's fallbacks in order, re-reserving for each (journaled). A
+   provider that raises anything but a ``ProviderError`` is not retried elsewhere (it may
+   have billed the call); a credential store that cannot be consulted fails the call closed
+   (``GovernanceUnavailable``). Either way the reservation is released first.
 4. One transaction: settle the reservation to the actual usage at the model's prices,
    journal ``llm.completed``, store the response. Or, if every model failed: release the
    reservation, journal ``llm.failed`` and raise ``ProviderFailed`` (502).
@@ -357,7 +360,17 @@ def _make_durable(own: bool) -> None:
 
 
 def _call_provider(model: ResolvedModel, request: ChatRequest) -> ProviderReply:
-    credential = resolve_credential(provider=model.provider, model=model)
+    """One provider call. Whatever goes wrong comes out as a ``ProviderError``, except that the
+    credential store being unreachable comes out as the database's (or Quarterdeck's) error."""
+    try:
+        credential = resolve_credential(provider=model.provider, model=model)
+    except (QuarterdeckError, DatabaseError):
+        raise
+    except Exception as exc:
+        logger.exception("the credential resolver for %s raised", model.provider)
+        raise ProviderError(
+            f"the credential could not be resolved: {type(exc).__name__}"[:500], code="credential_error"
+        ) from exc
     if credential is None:
         raise ProviderError(f"no credential for provider {model.provider!r}", code="provider_not_configured")
     provider = get_provider(model.provider)
@@ -366,7 +379,17 @@ def _call_provider(model: ResolvedModel, request: ChatRequest) -> ProviderReply:
         if request.max_tokens <= model.max_output_tokens
         else dataclasses.replace(request, max_tokens=model.max_output_tokens)
     )
-    return provider.chat(model=model, request=sized, credential=credential)
+    try:
+        return provider.chat(model=model, request=sized, credential=credential)
+    except ProviderError:
+        raise
+    except Exception as exc:
+        # A provider that broke its contract (a reply it could not read, a bug): the call did
+        # not complete here, so it is not retried elsewhere either (it may have been billed).
+        logger.exception("provider %s raised instead of answering", model.provider)
+        raise ProviderError(
+            f"the provider raised {type(exc).__name__}: {exc}"[:500], code="provider_exception", fallback_ok=False
+        ) from exc
 
 
 def _switch_to_fallback(
@@ -496,6 +519,18 @@ def chat(*, request: ChatRequest, context: CallContext) -> ChatResponse:
             route_reason = f"fallback from {model.model_id} after {error.code}"
             model = fallback
             continue
+        except (QuarterdeckError, DatabaseError) as exc:
+            # The credential could not be fetched (the vault is down, or refused): nothing left
+            # the box, so the reservation is given back and the call fails closed.
+            errors.append(f"{model.model_id}: {exc}"[:500])
+            _fail_quietly(reservation, tried, errors, request_id, scopes, own)
+            if isinstance(exc, QuarterdeckError):
+                raise
+            logger.exception("the credential for %s could not be fetched; the call was not made", model.model_id)
+            raise GovernanceUnavailable(
+                "The provider's credential could not be fetched; the model call was not made.",
+                code="credentials_unavailable",
+            ) from exc
         provider_seconds += time.perf_counter() - provider_started
         return _complete(
             reply=reply,

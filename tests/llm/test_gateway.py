@@ -17,6 +17,7 @@ from apps.core.errors import GovernanceUnavailable
 from apps.llm import gateway
 from apps.llm.catalog.selectors import model_resolve
 from apps.llm.catalog.services import global_default_set
+from apps.llm.credentials import register_credential_resolver, unregister_credential_resolver
 from apps.llm.devservers import FakeAnthropicServer
 from apps.llm.errors import NoModelAvailable, ProviderFailed
 from apps.llm.gateway import chat, worst_case_microusd
@@ -185,6 +186,82 @@ def test_every_fallback_failing_releases_too(in_acme: Workspace, fake_anthropic:
     open_reservations = LedgerEntry.objects.filter(request_id=request_id, kind="reservation").count()
     closed = LedgerEntry.objects.filter(request_id=request_id, kind__in=["release", "settlement"]).count()
     assert open_reservations == closed == 3
+
+
+class _BrokenProvider:
+    """A provider that breaks its contract: it raises instead of answering or raising ProviderError."""
+
+    name = "anthropic"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def chat(self, **_kwargs: Any) -> Any:
+        self.calls += 1
+        raise KeyError("choices")
+
+
+def test_a_provider_that_raises_is_released_and_not_retried_elsewhere(
+    in_acme: Workspace, fake_anthropic: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = _BrokenProvider()
+    monkeypatch.setattr(gateway, "get_provider", lambda _name: broken)
+    request_id = f"broken-{uuid.uuid4()}"
+    with pytest.raises(ProviderFailed) as caught:
+        chat(request=ask(), context=ctx(agent_model="claude-sonnet-4-6", request_id=request_id))
+    assert caught.value.status_code == 502
+    assert caught.value.details["models"] == ["claude-sonnet-4-6"]  # it may have been billed: no second call
+    assert "provider_exception" in caught.value.details["errors"][0] and "KeyError" in caught.value.message
+    assert broken.calls == 1
+    kinds = list(LedgerEntry.objects.filter(request_id=request_id).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["reservation", "release"]
+    assert LlmCall.objects.get(request_id=request_id).status == CallStatus.FAILED
+    assert JournalEntry.objects.filter(kind="llm.failed", request_id=request_id).exists()
+
+
+def test_a_credential_store_that_cannot_be_consulted_fails_closed(
+    in_acme: Workspace, fake_anthropic: FakeAnthropicServer
+) -> None:
+    def unreachable(_provider: str, _model: Any) -> Any:
+        raise OperationalError("the vault's database is down")
+
+    mission_id = uuid.uuid4()
+    budget = budget_create(name="m", scope="mission", scope_id=mission_id, window="mission", limit_microusd=10**9)
+    register_credential_resolver("test-unreachable", unreachable, priority=1)
+    request_id = f"no-vault-{mission_id}"
+    try:
+        with pytest.raises(GovernanceUnavailable) as caught:
+            chat(request=ask(), context=ctx(mission_id=mission_id, agent_model="claude-sonnet-4-6",
+                                            request_id=request_id))  # fmt: skip
+    finally:
+        unregister_credential_resolver("test-unreachable")
+    assert (caught.value.status_code, caught.value.code) == (503, "credentials_unavailable")
+    assert _anthropic_requests(fake_anthropic) == []  # nothing left the box
+    total = BudgetTotal.objects.get(budget=budget)
+    assert (total.spent_microusd, total.reserved_microusd) == (0, 0)
+    kinds = list(LedgerEntry.objects.filter(request_id=request_id).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["reservation", "release"]
+    assert LlmCall.objects.get(request_id=request_id).status == CallStatus.FAILED
+
+
+def test_a_resolver_that_raises_otherwise_counts_as_a_provider_error(
+    in_acme: Workspace, fake_anthropic: FakeAnthropicServer
+) -> None:
+    def broken(provider: str, _model: Any) -> Any:
+        if provider == "anthropic":
+            raise ValueError("bad configuration")
+        return None
+
+    register_credential_resolver("test-broken", broken, priority=1)
+    try:
+        response = chat(request=ask(), context=ctx(agent_model="claude-sonnet-4-6"))
+    except ProviderFailed as failed:
+        assert all("credential_error" in e for e in failed.details["errors"])
+        assert _anthropic_requests(fake_anthropic) == []
+    else:
+        raise AssertionError(f"the call went through on {response.model}")
+    finally:
+        unregister_credential_resolver("test-broken")
 
 
 # --- budgets -------------------------------------------------------------------------------------
