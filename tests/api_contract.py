@@ -10,7 +10,7 @@
             return f"/api/v1/members/{...}/"
 
 and it inherits the tests below: anonymous 401, another workspace's user and API key get
-404 (list and detail), roles without the permission get 403, and bad input (malformed JSON,
+404 (list and detail, reads and writes), roles without the permission get 403, and bad input (malformed JSON,
 unknown fields, wrong types, oversized bodies) gets the error envelope, never a 500.
 """
 
@@ -107,6 +107,26 @@ class WorkspaceEndpointContract:
         response = key_client(personas.globex, Role.OWNER).get(url)
         assert_envelope(response, 404, "not_found")
         # ... while an acme key sees it, so the 404 above is about the workspace.
+        assert key_client(personas.acme, Role.OWNER).get(url).status_code == 200
+
+    def test_another_workspace_cannot_write(self, personas: Any) -> None:
+        """Writes from outside the workspace: 404 for a user who is not a member (whatever the
+        method), and nothing found for another workspace's key (404, or 405 where the method
+        is not one the endpoint has); the object is still there afterwards."""
+        outsider = session_client(personas.users["outsider"], personas.acme)
+        if self.create_payload is not None:
+            assert_envelope(outsider.post(self.list_url, self.create_payload, format="json"), 404, "not_found")
+        url = self._detail_url(personas.acme)
+        if url is None:
+            if self.create_payload is None:
+                pytest.skip("endpoint has neither create nor detail")
+            return
+        globex_key = key_client(personas.globex, Role.OWNER)
+        for method in ("put", "patch", "delete"):
+            assert_envelope(getattr(outsider, method)(url, {}, format="json"), 404, "not_found")
+            response = getattr(globex_key, method)(url, {}, format="json")
+            assert response.status_code in (404, 405), (method, response.status_code, response.content[:300])
+            assert_envelope(response, response.status_code)
         assert key_client(personas.acme, Role.OWNER).get(url).status_code == 200
 
     def test_roles_without_read_permission_get_403(self, personas: Any) -> None:

@@ -109,10 +109,11 @@ class MembershipViewSet(WorkspaceGenericViewSet):
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request: Request, pk: str) -> Response:
+        membership = self.get_object()  # another workspace's membership is not found, whatever the body
         serializer = MembershipUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = services.membership_change_role(
-            membership=self.get_object(), role=serializer.validated_data["role"], by_role=self.principal.role
+            membership=membership, role=serializer.validated_data["role"], by_role=self.principal.role
         )
         return Response(MembershipSerializer(membership).data)
 
