@@ -27,6 +27,8 @@ from apps.budgets.services import (
 from apps.budgets.windows import window_for
 from apps.core.errors import ValidationFailed
 from apps.notifications.models import Notification
+from apps.tenants.access import workspace_schema
+from apps.tenants.models import Workspace
 
 from .conftest import charge
 
@@ -146,6 +148,23 @@ def test_tiered_budget_notifies_owners_and_admins_once_per_window(
         budget_reserve(scopes=scopes, charge=charge(101))  # would pass 100%
     blocked = Notification.objects.filter(kind="budget.exceeded", subject__contains="Tiered crew")
     assert blocked.count() == 2  # blocked: owner and admin
+
+
+def test_a_workspace_webhook_hears_each_threshold_once(
+    db: None, acme: Workspace, scopes: Scopes, webhook_server: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    url, receiver = webhook_server
+    acme.webhook_url = url  # this test's own copy of the workspace (see tests/conftest.py)
+    with workspace_schema(acme), django_capture_on_commit_callbacks(execute=True):
+        budget_create(name="Hooked crew", scope="crew", scope_id=scopes.crew_id, window="day",
+                      limit_microusd=1_000, mode="tiered")  # fmt: skip
+        for amount in (850, 50):  # 85%: warns; 90%: already warned in this window
+            r = budget_reserve(scopes=scopes, charge=charge(amount))
+            budget_settle(reservation=r, amount_microusd=amount, tokens=Tokens(input=1))
+        with pytest.raises(BudgetExceeded):
+            budget_reserve(scopes=scopes, charge=charge(101))
+    kinds = [body["quarterdeck"]["kind"] for body in receiver.received if "Hooked crew" in body["text"]]
+    assert kinds == ["budget.warning", "budget.exceeded"]
 
 
 def test_warnings_notify_again_in_the_next_window(

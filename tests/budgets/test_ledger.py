@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from apps.budgets.models import BudgetTotal, LedgerEntry
@@ -105,6 +109,30 @@ def test_rebuild_reports_and_fixes_drifted_totals(in_acme: object, scopes: Scope
     total = BudgetTotal.objects.get(budget=budget)
     assert (total.spent_microusd, total.reserved_microusd) == (2_750, 700)
     assert [d for d in budget_totals_rebuild() if d.budget_id == budget.pk] == []
+
+
+def test_the_rebuild_command_reports_then_fixes_differences(in_acme: Workspace, scopes: Scopes) -> None:
+    budget = budget_create(name="cmd", scope="agent", scope_id=scopes.agent_id, window="day", limit_microusd=10**9)
+    reservation = budget_reserve(scopes=scopes, charge=charge(4_000))
+    budget_settle(reservation=reservation, amount_microusd=1_500, tokens=Tokens(input=10))
+    BudgetTotal.objects.filter(budget=budget).update(spent_microusd=99)
+
+    def run(*args: str) -> list[str]:
+        out = io.StringIO()
+        call_command("rebuild_budget_totals", "--workspace", in_acme.slug, *args, stdout=out)
+        return out.getvalue().splitlines()
+
+    report = run()
+    assert report[0].startswith(f"{in_acme.slug}: found ")
+    mine = [json.loads(line) for line in report[1:-1] if f'"budget_id": {budget.pk},' in line]
+    assert [(d["stored_spent"], d["ledger_spent"]) for d in mine] == [(99, 1_500)]
+    assert BudgetTotal.objects.get(budget=budget).spent_microusd == 99  # reported, not changed
+    assert json.loads(report[-1])["applied"] is False
+    assert json.loads(run("--apply")[-1])["applied"] is True
+    assert BudgetTotal.objects.get(budget=budget).spent_microusd == 1_500
+    assert not [line for line in run()[1:-1] if f'"budget_id": {budget.pk},' in line]
+    with pytest.raises(CommandError):
+        call_command("rebuild_budget_totals", "--workspace", "no-such-workspace", stdout=io.StringIO())
 
 
 def _synchronous_commit() -> str:
