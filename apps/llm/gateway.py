@@ -49,7 +49,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.db import connection as _connection
 
-from apps.audit.services import NewEntry
+from apps.audit.services import NewEntry, journal_append
 from apps.budgets import services as budget_services
 from apps.budgets.errors import BudgetExceeded
 from apps.budgets.services import (
@@ -74,7 +74,7 @@ from apps.core.money import token_cost
 
 from .catalog.selectors import ResolvedModel, model_resolve
 from .credentials import resolve_credential
-from .errors import ProviderFailed
+from .errors import NoModelAvailable, ProviderFailed
 from .providers import ProviderError, get_provider
 from .routing import Route, downgrade_for, route_for
 from .tokens import estimate_input_tokens
@@ -350,6 +350,26 @@ def _admitted_or_raise(outcome: ReserveOutcome, chosen: _Chosen) -> _Admission:
     return _Admission(reservation=outcome.reservation, model=chosen.model, route_reason=chosen.reason)
 
 
+def _journal_no_route(refused: NoModelAvailable, context: CallContext, scopes: Scopes, request_id: str) -> None:
+    """A call that no model could be chosen for is journaled too (nothing was reserved or sent)."""
+    details = refused.details if isinstance(refused.details, dict) else {}
+    payload: dict[str, Any] = {"reason": refused.message, "skipped": [str(s) for s in details.get("skipped", [])]}
+    if context.purpose:
+        payload["purpose"] = context.purpose[:200]
+    try:
+        journal_append(
+            kind="routing.failed",
+            payload=payload,
+            crew_id=scopes.crew_id,
+            mission_id=scopes.mission_id,
+            agent_id=scopes.agent_id,
+            request_id=request_id,
+        )
+    except (QuarterdeckError, DatabaseError):
+        # The call is refused either way; the caller hears why it was, not that the journal is down.
+        logger.exception("could not journal the routing failure of request %s", request_id)
+
+
 def _make_durable(own: bool) -> None:
     """The reservation is on disk before the call leaves (see apps.core.db)."""
     if own and durable_reservations():
@@ -458,7 +478,11 @@ def chat(*, request: ChatRequest, context: CallContext) -> ChatResponse:
     # Our own transactions commit without waiting for the disk; a caller's is left alone.
     own = not connection.in_atomic_block
     try:
-        route = route_for(request=request, context=context)
+        try:
+            route = route_for(request=request, context=context)
+        except NoModelAvailable as refused:
+            _journal_no_route(refused, context, scopes, request_id)
+            raise
         admitted = _admit(request, context, route, scopes, request_id, input_tokens, own)
         if not isinstance(admitted, ChatResponse) and not admitted.on_disk:
             _make_durable(own)

@@ -25,6 +25,13 @@ KINDS = (
         description="Which model a call goes to and why (preference chain, tier downgrade, fallback).",
     ),
     EntryKind(
+        "routing.failed",
+        Severity.WARNING,
+        required={"reason": str},
+        optional={"skipped": list, "purpose": str},
+        description="No model could be chosen for a call (none configured, or none usable); nothing was sent.",
+    ),
+    EntryKind(
         "llm.completed",
         Severity.INFO,
         required={

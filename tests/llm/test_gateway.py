@@ -89,9 +89,15 @@ def test_an_unknown_model_is_skipped_and_the_reason_journaled(in_acme: Workspace
 def test_no_model_anywhere_is_an_error(in_acme: Workspace) -> None:
     workspace_llm_settings_update(default_model="")
     global_default_set(model_id=None)
+    mission_id = uuid.uuid4()
     with pytest.raises(NoModelAvailable) as caught:
-        chat(request=ask(), context=ctx(agent_model="nope"))
+        chat(request=ask(), context=ctx(agent_model="nope", mission_id=mission_id, purpose="triage"))
     assert caught.value.status_code == 503
+    # The refusal is a routing decision too: journaled with its reason, and nothing reserved.
+    entry = JournalEntry.objects.get(kind="routing.failed", mission_id=mission_id)
+    assert entry.payload["reason"] == caught.value.message and entry.payload["purpose"] == "triage"
+    assert any("nope" in skipped for skipped in entry.payload["skipped"])
+    assert not LedgerEntry.objects.filter(mission_id=mission_id).exists()
 
 
 def test_tier_downgrade_when_a_budget_passes_its_warning_threshold(in_acme: Workspace) -> None:
