@@ -95,9 +95,10 @@ def test_gateway_tool_use_round_trip_with_cache_usage_and_prices(
     assert (call.name, dict(call.arguments)) == ("lookup_order", {"order": "4711"})
     assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
 
-    # The SDK sent the key as a bearer token and the prompt marked for caching.
+    # The SDK sent the configured key (this SDK sends it as a bearer token) and the prompt marked for caching.
     sent = fake_anthropic.requests[-1]
-    assert sent.headers.get("Authorization") == "Bearer sk-ant-test-key" or sent.headers.get("x-api-key")
+    headers = {name.lower(): value for name, value in sent.headers.items()}
+    assert headers["authorization"] == "Bearer sk-ant-test-key"
     assert sent.body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert sent.body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
 
