@@ -41,6 +41,7 @@
       case "fork.created": return ["k-done", `Fork of ${p.source_mission_id} at journal #${p.from_seq}`, null];
       case "mission.started": return ["", p.resumed ? `Resumed by ${p.worker} after step ${p.from_step}` : `Started by ${p.worker || "a worker"}`, null];
       case "routing.decided": return ["k-llm", `Routing → ${p.model}`, p.reason];
+      case "routing.failed": return ["k-bad", "No model could be chosen", p.reason];
       case "llm.completed":
         cost += p.cost_microusd || 0;
         return ["k-llm", `${agentName(entry)}: model turn on ${p.model} (${p.input_tokens} in / ${p.output_tokens} out, ${usd(p.cost_microusd || 0)})`,
