@@ -49,7 +49,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.db import connection as _connection
 
-from apps.audit.services import NewEntry, journal_append
+from apps.audit.services import NewEntry, journal_append_many
 from apps.budgets import services as budget_services
 from apps.budgets.errors import BudgetExceeded
 from apps.budgets.services import (
@@ -180,6 +180,23 @@ class _Chosen:
     reason: str = ""
 
 
+def _call_entry(
+    kind: str, payload: dict[str, Any], scopes: Scopes, request_id: str, context: CallContext | None = None
+) -> NewEntry:
+    """A journal entry about one call, under its scopes and request id (with the caller's
+    stated purpose, for the routing entries that are given ``context``)."""
+    if context is not None and context.purpose:
+        payload["purpose"] = context.purpose[:200]
+    return NewEntry(
+        kind=kind,
+        payload=payload,
+        crew_id=scopes.crew_id,
+        mission_id=scopes.mission_id,
+        agent_id=scopes.agent_id,
+        request_id=request_id,
+    )
+
+
 def _routing_entry(
     *,
     model: ResolvedModel,
@@ -198,16 +215,7 @@ def _routing_entry(
         "tier": model.tier,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    if context.purpose:
-        payload["purpose"] = context.purpose[:200]
-    return NewEntry(
-        kind="routing.decided",
-        payload=payload,
-        crew_id=scopes.crew_id,
-        mission_id=scopes.mission_id,
-        agent_id=scopes.agent_id,
-        request_id=request_id,
-    )
+    return _call_entry("routing.decided", payload, scopes, request_id, context)
 
 
 def _charge_for(
@@ -354,17 +362,8 @@ def _journal_no_route(refused: NoModelAvailable, context: CallContext, scopes: S
     """A call that no model could be chosen for is journaled too (nothing was reserved or sent)."""
     details = refused.details if isinstance(refused.details, dict) else {}
     payload: dict[str, Any] = {"reason": refused.message, "skipped": [str(s) for s in details.get("skipped", [])]}
-    if context.purpose:
-        payload["purpose"] = context.purpose[:200]
     try:
-        journal_append(
-            kind="routing.failed",
-            payload=payload,
-            crew_id=scopes.crew_id,
-            mission_id=scopes.mission_id,
-            agent_id=scopes.agent_id,
-            request_id=request_id,
-        )
+        journal_append_many(entries=[_call_entry("routing.failed", payload, scopes, request_id, context)])
     except (QuarterdeckError, DatabaseError):
         # The call is refused either way; the caller hears why it was, not that the journal is down.
         logger.exception("could not journal the routing failure of request %s", request_id)
@@ -389,7 +388,7 @@ def _call_provider(model: ResolvedModel, request: ChatRequest) -> ProviderReply:
     except Exception as exc:
         logger.exception("the credential resolver for %s raised", model.provider)
         raise ProviderError(
-            f"the credential could not be resolved: {type(exc).__name__}"[:500], code="credential_error"
+            f"the credential could not be resolved: {type(exc).__name__}", code="credential_error"
         ) from exc
     if credential is None:
         raise ProviderError(f"no credential for provider {model.provider!r}", code="provider_not_configured")
@@ -635,9 +634,9 @@ def _complete(
             ),
             pricing=pricing_of(model),
             journal=[
-                NewEntry(
-                    kind="llm.completed",
-                    payload={
+                _call_entry(
+                    "llm.completed",
+                    {
                         "model": model.model_id,
                         "provider": model.provider,
                         "stop_reason": reply.stop_reason,
@@ -651,10 +650,8 @@ def _complete(
                         "attempts": attempts,
                         "price_id": model.price.id,
                     },
-                    crew_id=scopes.crew_id,
-                    mission_id=scopes.mission_id,
-                    agent_id=scopes.agent_id,
-                    request_id=request_id,
+                    scopes,
+                    request_id,
                 )
             ],
         )
@@ -690,13 +687,11 @@ def _fail(
         reservation=reservation,
         reason="the provider call failed",
         journal=[
-            NewEntry(
-                kind="llm.failed",
-                payload={"models": tried, "errors": errors, "released_microusd": reservation.amount_microusd},
-                crew_id=scopes.crew_id,
-                mission_id=scopes.mission_id,
-                agent_id=scopes.agent_id,
-                request_id=request_id,
+            _call_entry(
+                "llm.failed",
+                {"models": tried, "errors": errors, "released_microusd": reservation.amount_microusd},
+                scopes,
+                request_id,
             )
         ],
     )
